@@ -1,0 +1,319 @@
+//! `server`: `xems serve` against `redis-server` over loopback, driven by the
+//! same load generator: 50 connections, pipeline depth 1 and 16, 256-byte
+//! values, for set, get and rotate.
+//!
+//! On Redis, rotate is a Lua script (loaded once, called with `EVALSHA`):
+//! read the value, write it under a new key with the TTL, shorten the old
+//! key's TTL to the grace period. Each connection rotates its own chain of
+//! keys, always presenting the current one.
+//!
+//! The Redis figures are checked against `redis-benchmark -c 50 -d 256 -P D
+//! -t set,get` on the same server, reported beside them.
+//!
+//! The xems side plugs in at [`xems_cases`] (search for `XEMS SERVE`).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{VALUE_LEN, session_value};
+use crate::loadgen::{self, LoadOutcome, LoadSpec, Target, mix};
+use crate::measure::Measurement;
+use crate::report::{self, Report};
+use crate::resp::{self, Reply};
+use crate::services::{Persistence, RedisServer, require_program};
+
+/// Connections of every case.
+pub const CONNECTIONS: usize = 50;
+
+/// Keys preloaded for set and get.
+pub const KEYSPACE: u64 = 100_000;
+
+/// TTL of a rotated session, milliseconds (15 minutes, the xems default).
+pub const TTL_MS: u64 = 900_000;
+
+/// Grace period of a rotated-away key, milliseconds (the xems default).
+pub const GRACE_MS: u64 = 1_000;
+
+/// The rotate script: `KEYS[1]` old key, `KEYS[2]` new key, `ARGV[1]` TTL ms,
+/// `ARGV[2]` grace ms. Returns 1, or 0 when the old key is gone.
+pub const ROTATE_LUA: &str = "local v = redis.call('GET', KEYS[1]) \
+if not v then return 0 end \
+redis.call('SET', KEYS[2], v, 'PX', ARGV[1]) \
+redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+return 1";
+
+/// One row of `redis-benchmark`'s CSV output.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedisBenchmarkRow {
+    /// `SET` or `GET`.
+    pub test: String,
+    /// Pipeline depth.
+    pub depth: usize,
+    /// Requests per second.
+    pub ops_per_s: f64,
+    /// p99 latency, milliseconds.
+    pub p99_ms: f64,
+    /// The exact command.
+    pub command: String,
+}
+
+fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> LoadSpec {
+    let (warmup, duration) = if quick {
+        (Duration::from_millis(200), Duration::from_millis(800))
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(10))
+    };
+    LoadSpec {
+        name: name.to_owned(),
+        connections: CONNECTIONS,
+        depth,
+        warmup,
+        duration,
+        // Redis uses one core; the generator gets the other.
+        threads: 1,
+        lines_per_response,
+        handshake: None,
+    }
+}
+
+fn key(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"key:");
+    resp::push_decimal(out, n);
+}
+
+/// The Redis cases at depth `depth`.
+fn redis_cases(
+    server: &RedisServer,
+    sha: &str,
+    quick: bool,
+    depth: usize,
+    value: &Arc<Vec<u8>>,
+) -> anyhow::Result<Vec<LoadOutcome>> {
+    let target = Target::Tcp(server.addr());
+    let mut out = Vec::new();
+
+    let v = value.clone();
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis set p{depth}"), quick, depth, 1),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let mut k = Vec::with_capacity(16);
+            key(mix(conn, seq) % KEYSPACE, &mut k);
+            resp::encode(&[b"SET", &k, &v], buf);
+        }),
+        |l| l == b"+OK",
+    )?);
+
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis get p{depth}"), quick, depth, 2),
+        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+            let mut k = Vec::with_capacity(16);
+            key(mix(conn, seq) % KEYSPACE, &mut k);
+            resp::encode(&[b"GET", &k], buf);
+        }),
+        |l| l == format!("${VALUE_LEN}").as_bytes(),
+    )?);
+
+    // Rotation chains: connection c of this case rotates {r<depth>:c}:i into
+    // {r<depth>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
+    let mut setup = server.connect()?;
+    let mut batch = Vec::new();
+    for c in 0..CONNECTIONS {
+        resp::encode(&[b"SET", &chain_key(depth, c, 0), value, b"PX", TTL_MS.to_string().as_bytes()], &mut batch);
+    }
+    setup.pipeline(&batch, CONNECTIONS)?;
+    let sha = sha.to_owned();
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis rotate p{depth}"), quick, depth, 1),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let (old, new) = (chain_key(depth, conn, seq), chain_key(depth, conn, seq + 1));
+            let mut ttl = Vec::new();
+            resp::push_decimal(&mut ttl, TTL_MS);
+            let mut grace = Vec::new();
+            resp::push_decimal(&mut grace, GRACE_MS);
+            resp::encode(&[b"EVALSHA", sha.as_bytes(), b"2", &old, &new, &ttl, &grace], buf);
+        }),
+        |l| l == b":1",
+    )?);
+    Ok(out)
+}
+
+fn chain_key(depth: usize, conn: usize, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(b"{r");
+    resp::push_decimal(&mut k, depth as u64);
+    k.push(b':');
+    resp::push_decimal(&mut k, conn as u64);
+    k.extend_from_slice(b"}:");
+    resp::push_decimal(&mut k, seq);
+    k
+}
+
+/// Runs `redis-benchmark -c 50 -d 256 -P depth -t set,get` against the server.
+fn redis_benchmark(server: &RedisServer, depth: usize, quick: bool) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
+    let bin = require_program("redis-benchmark", "redis-tools")?;
+    // About 5 s per test in full mode at the rates this machine reaches.
+    let n: u64 = match (quick, depth) {
+        (true, 1) => 50_000,
+        (true, _) => 300_000,
+        (false, 1) => 500_000,
+        (false, _) => 5_000_000,
+    };
+    let args = [
+        "-h".to_owned(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        server.port().to_string(),
+        "-c".into(),
+        CONNECTIONS.to_string(),
+        "-d".into(),
+        VALUE_LEN.to_string(),
+        "-P".into(),
+        depth.to_string(),
+        "-t".into(),
+        "set,get".into(),
+        "-n".into(),
+        n.to_string(),
+        "--csv".into(),
+    ];
+    let command = format!("redis-benchmark {}", args.join(" "));
+    let out = Command::new(bin).args(&args).output().context("running redis-benchmark")?;
+    if !out.status.success() {
+        bail!("{command} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = split_csv(lines.next().context("redis-benchmark printed nothing")?);
+    let col =
+        |name: &str| header.iter().position(|h| h == name).with_context(|| format!("no {name:?} column in {header:?}"));
+    let (rps, p99) = (col("rps")?, col("p99_latency_ms")?);
+    let mut rows = Vec::new();
+    for l in lines {
+        let f = split_csv(l);
+        rows.push(RedisBenchmarkRow {
+            test: f[0].clone(),
+            depth,
+            ops_per_s: f.get(rps).and_then(|x| x.parse().ok()).context("bad rps")?,
+            p99_ms: f.get(p99).and_then(|x| x.parse().ok()).context("bad p99")?,
+            command: command.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    line.split(',').map(|f| f.trim().trim_matches('"').to_owned()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// XEMS SERVE: the plug-in point.
+//
+// When `xems serve` exists: start it on a free port (see `services`), then
+// drive it with `loadgen::run` exactly as `redis_cases` drives Redis, with
+// JSON-line requests (`lines_per_response: 1`, an `auth` handshake in
+// `LoadSpec::handshake`), naming the rows `xems set p1`, `xems get p16`,
+// `xems rotate p1`, ... The ratios below pick them up by name.
+// ---------------------------------------------------------------------------
+
+/// XEMS SERVE: the xems cases at depth `depth` (none until the binary lands).
+fn xems_cases(_quick: bool, _depth: usize) -> anyhow::Result<Vec<LoadOutcome>> {
+    Ok(Vec::new())
+}
+
+/// Runs the server bench and fills its report.
+pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
+    let server = RedisServer::start(Persistence::Off)?;
+    let value = Arc::new(session_value());
+    let mut setup = server.connect()?;
+    let version = setup.cmd_ok(&[b"INFO", b"server"])?.as_text().unwrap_or_default();
+    let version = version.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
+    println!("redis-server {version} on port {} (persistence off)", server.port());
+    for chunk_start in (0..KEYSPACE).step_by(1000) {
+        let mut batch = Vec::new();
+        let end = (chunk_start + 1000).min(KEYSPACE);
+        for n in chunk_start..end {
+            let mut k = Vec::new();
+            key(n, &mut k);
+            resp::encode(&[b"SET", &k, &value], &mut batch);
+        }
+        setup.pipeline(&batch, (end - chunk_start) as usize)?;
+    }
+    let sha = match setup.cmd_ok(&[b"SCRIPT", b"LOAD", ROTATE_LUA.as_bytes()])? {
+        Reply::Bulk(Some(s)) => String::from_utf8(s)?,
+        other => bail!("SCRIPT LOAD answered {other:?}"),
+    };
+
+    let mut loads: Vec<LoadOutcome> = Vec::new();
+    for depth in [1, 16] {
+        loads.extend(redis_cases(&server, &sha, quick, depth, &value)?);
+        loads.extend(xems_cases(quick, depth)?);
+    }
+    let rows: Vec<Measurement> = loads.iter().map(|l| l.measurement.clone()).collect();
+    report::print_table(
+        &format!("server: {CONNECTIONS} connections, {VALUE_LEN}-byte values (latency per request, write to response)"),
+        &rows,
+    );
+
+    let mut bench_rows = Vec::new();
+    for depth in [1, 16] {
+        bench_rows.extend(redis_benchmark(&server, depth, quick)?);
+    }
+    println!("\nredis-benchmark on the same server (cross-check of the load generator)");
+    for r in &bench_rows {
+        println!(
+            "  {:<4} p{:<3} {:>12}  p99 {:.3} ms   ({})",
+            r.test,
+            r.depth,
+            report::fmt_rate(r.ops_per_s),
+            r.p99_ms,
+            r.command
+        );
+    }
+
+    let ops = |name: &str| loads.iter().find(|l| l.measurement.name == name).map(|l| l.measurement.ops_per_s);
+    let rb =
+        |test: &str, depth: usize| bench_rows.iter().find(|r| r.test == test && r.depth == depth).map(|r| r.ops_per_s);
+    let mut ratios = Map::new();
+    let mut put = |k: String, v: Option<f64>| {
+        ratios.insert(k, v.map_or(Value::Null, Value::from));
+    };
+    for depth in [1, 16] {
+        for op in ["set", "get", "rotate"] {
+            put(
+                format!("{op}_vs_redis_p{depth}"),
+                report::ratio(ops(&format!("xems {op} p{depth}")), ops(&format!("redis {op} p{depth}"))),
+            );
+        }
+        for op in ["set", "get"] {
+            put(
+                format!("loadgen_vs_redis_benchmark_{op}_p{depth}"),
+                report::ratio(ops(&format!("redis {op} p{depth}")), rb(&op.to_uppercase(), depth)),
+            );
+        }
+    }
+    report::print_ratios(&ratios);
+
+    let mut per_case = Map::new();
+    for l in &loads {
+        per_case.insert(
+            l.measurement.name.replace(' ', "_"),
+            serde_json::json!({"ops_per_s": report::round3(l.measurement.ops_per_s), "p99_ms": report::round3(l.p99_ms())}),
+        );
+    }
+    report.set("redis_version", version);
+    report.set("connections", CONNECTIONS);
+    report.set("value_bytes", VALUE_LEN);
+    report.set("xems_serve", loads.iter().any(|l| l.measurement.name.starts_with("xems")));
+    report.set("figures", per_case);
+    report.set_ratios(&ratios);
+    report.set("redis_benchmark", &bench_rows);
+    report.set("cases", &loads);
+    Ok(())
+}
