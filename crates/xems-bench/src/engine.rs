@@ -206,7 +206,7 @@ pub struct XemsFigures {
 /// workspace.
 fn xems_engine_cases(_cfg: &RunConfig, _value: &[u8]) -> Option<XemsFigures> {
     // let make = || xems_engine::Engine::builder().build().expect("engine");
-    // Some(store_cases(make, _cfg, _value))
+    // Some(store_cases(make, _cfg, _value, PRELOAD))
     None
 }
 
@@ -285,10 +285,11 @@ pub fn fill_store<S: SessionStore>(store: S, n: usize) -> anyhow::Result<Filled>
 }
 
 /// The create / resolve / resolve+rotate / set / get cases of any
-/// [`SessionStore`], through the async trait, on 1 and 2 threads.
+/// [`SessionStore`], through the async trait, on 1 and 2 threads, with
+/// `preload` live sessions and `preload` caller keys.
 /// `make_store` builds a fresh store (the create case gets its own, so the
 /// sessions it piles up do not slow the other cases).
-pub fn store_cases<S, M>(make_store: M, cfg: &RunConfig, value: &[u8]) -> XemsFigures
+pub fn store_cases<S, M>(make_store: M, cfg: &RunConfig, value: &[u8], preload: usize) -> XemsFigures
 where
     S: SessionStore,
     M: Fn() -> S,
@@ -306,17 +307,21 @@ where
         }));
     }
 
-    let store = make_store();
-    let tokens: Vec<String> = rt.block_on(async {
-        let mut tokens = Vec::with_capacity(PRELOAD);
-        for _ in 0..PRELOAD {
-            tokens.push(
-                store.create(SANDBOX, value, CreateOptions::new()).await.expect("create").token.expose().to_owned(),
-            );
-        }
-        tokens
-    });
-    let caller_keys: Vec<String> = (0..PRELOAD).map(|i| format!("user:{i}:session")).collect();
+    // `preload` live sessions in a fresh store; their tokens.
+    let preloaded = |rt: &tokio::runtime::Runtime| {
+        let store = make_store();
+        let tokens: Vec<String> = rt.block_on(async {
+            let mut tokens = Vec::with_capacity(preload);
+            for _ in 0..preload {
+                let created = store.create(SANDBOX, value, CreateOptions::new()).await.expect("create");
+                tokens.push(created.token.expose().to_owned());
+            }
+            tokens
+        });
+        (store, tokens)
+    };
+    let (store, tokens) = preloaded(&rt);
+    let caller_keys: Vec<String> = (0..preload).map(|i| format!("user:{i}:session")).collect();
     rt.block_on(async {
         for k in &caller_keys {
             store.set(SANDBOX, k, value, CreateOptions::new()).await.expect("set");
@@ -337,8 +342,10 @@ where
     }
 
     for threads in [1, 2] {
-        // Each thread rotates its own share of the sessions, always presenting
-        // the current token (a well-behaved client).
+        // A fresh store each time: the previous run's tokens were rotated
+        // away. Each thread rotates its own share of the sessions, always
+        // presenting the current token (a well-behaved client).
+        let (store, tokens) = preloaded(&rt);
         let shares: Vec<Mutex<Vec<String>>> =
             (0..threads).map(|t| Mutex::new(tokens.iter().skip(t).step_by(threads).cloned().collect())).collect();
         rows.push(run_async_threads("xems resolve+rotate", &cfg.with_threads(threads), |i| {
@@ -395,6 +402,14 @@ where
 pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     let cfg = RunConfig::for_mode(quick, 1);
     let value = session_value();
+    // What a cache miss costs here: every store below is bound by it once
+    // its working set outgrows the caches.
+    let mut miss = Map::new();
+    let sizes: &[usize] = if quick { &[8] } else { &[1, 8, 32, 128] };
+    for &mib in sizes {
+        miss.insert(format!("{mib}MiB"), Value::from(report::round3(crate::measure::dependent_load_ns(mib << 20))));
+    }
+    println!("\ndependent random load latency by working set: {}", serde_json::to_string(&miss)?);
     let mut rows = peer_cases(&cfg, &value);
     let xems = xems_engine_cases(&cfg, &value);
     if let Some(x) = &xems {
@@ -447,6 +462,7 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     report::print_ratios(&ratios);
 
     report.set("xems_engine", xems.is_some());
+    report.set("load_latency_ns", &miss);
     report.set("value_bytes", VALUE_LEN);
     report.set("preloaded", PRELOAD);
     report.set_ratios(&ratios);
@@ -479,6 +495,110 @@ mod tests {
         assert_eq!(m.get(&k), None);
         m.insert(k, b"v".to_vec());
         assert_eq!(m.get(&k).as_deref(), Some(&b"v"[..]));
+    }
+
+    /// A plaintext, non-rotating-safe stand-in store: just enough of the
+    /// trait to check that `store_cases` drives a store correctly.
+    #[derive(Default)]
+    struct PlainStore(Mutex<HashMap<String, Vec<u8>>>);
+
+    fn meta() -> xems_core::SessionMeta {
+        use xems_core::{SessionId, SessionMeta, Timestamp};
+        let d = std::time::Duration::from_secs(900);
+        SessionMeta::new(SessionId::new("s"), 1, Timestamp::ZERO, Timestamp::ZERO, Timestamp::ZERO, d, false)
+    }
+
+    impl SessionStore for PlainStore {
+        async fn create(&self, _: &str, value: &[u8], _: CreateOptions) -> xems_core::Result<xems_core::Created> {
+            let t = xems_core::Token::mint(0);
+            self.0.lock().insert(t.expose().to_owned(), value.to_vec());
+            Ok(xems_core::Created::new(t, meta()))
+        }
+        async fn resolve(
+            &self,
+            _: &str,
+            token: &str,
+            opts: ResolveOptions,
+        ) -> xems_core::Result<Option<xems_core::Resolved>> {
+            use xems_core::{ResolveOutcome, Resolved, Rotation, Token, Value};
+            let mut map = self.0.lock();
+            if opts.rotate == Rotation::Always {
+                let Some(v) = map.remove(token) else { return Ok(None) };
+                let next = Token::mint(0);
+                map.insert(next.expose().to_owned(), v.clone());
+                return Ok(Some(Resolved::new(Value::from(v), Some(next), ResolveOutcome::Rotated, meta())));
+            }
+            Ok(map.get(token).map(|v| Resolved::new(Value::from(v.clone()), None, ResolveOutcome::Current, meta())))
+        }
+        async fn set(
+            &self,
+            _: &str,
+            key: &str,
+            value: &[u8],
+            _: CreateOptions,
+        ) -> xems_core::Result<xems_core::SessionMeta> {
+            self.0.lock().insert(key.to_owned(), value.to_vec());
+            Ok(meta())
+        }
+        async fn del(&self, _: &str, key: &str) -> xems_core::Result<bool> {
+            Ok(self.0.lock().remove(key).is_some())
+        }
+        async fn exists(&self, _: &str, key: &str) -> xems_core::Result<bool> {
+            Ok(self.0.lock().contains_key(key))
+        }
+        async fn touch(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<std::time::Duration>,
+        ) -> xems_core::Result<Option<xems_core::SessionMeta>> {
+            Ok(None)
+        }
+        async fn update_if(&self, _: &str, _: &str, _: u64, _: &[u8]) -> xems_core::Result<xems_core::UpdateOutcome> {
+            Ok(xems_core::UpdateOutcome::NotFound)
+        }
+        async fn migrate(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: Option<&[u8]>,
+            _: CreateOptions,
+        ) -> xems_core::Result<Option<xems_core::Created>> {
+            Ok(None)
+        }
+        async fn list_subject(&self, _: &str, _: &str) -> xems_core::Result<Vec<xems_core::SessionMeta>> {
+            Ok(Vec::new())
+        }
+        async fn revoke_subject(&self, _: &str, _: &str, _: Option<&str>) -> xems_core::Result<usize> {
+            Ok(0)
+        }
+        async fn revoke_session(&self, _: &str, _: &str, _: &xems_core::SessionId) -> xems_core::Result<bool> {
+            Ok(false)
+        }
+        async fn stats(&self) -> xems_core::Result<xems_core::Stats> {
+            Ok(xems_core::Stats::default())
+        }
+    }
+
+    #[test]
+    fn store_cases_drive_a_store() {
+        let cfg = RunConfig {
+            threads: 1,
+            warmup: std::time::Duration::from_millis(5),
+            duration: std::time::Duration::from_millis(20),
+            sample_every: 4,
+        };
+        let figures = store_cases(PlainStore::default, &cfg, &session_value(), 500);
+        let names: Vec<(&str, usize)> = figures.rows.iter().map(|m| (m.name.as_str(), m.threads)).collect();
+        for op in ["create", "resolve", "resolve+rotate", "set", "get"] {
+            for t in [1, 2] {
+                assert!(names.contains(&(&*format!("xems {op}"), t)), "missing xems {op} on {t} threads: {names:?}");
+            }
+        }
+        assert!(figures.rows.iter().all(|m| m.ops > 0), "{:?}", figures.rows);
+        let filled = fill_store(PlainStore::default(), 100).unwrap();
+        assert_eq!(filled.downcast_ref::<PlainStore>().unwrap().0.lock().len(), 100);
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! A connection-level load generator for line protocols: N tokio connections,
-//! each keeping D requests in flight (a sliding window: one new request per
-//! response), requests made by a closure, responses counted by newline.
+//! each with pipeline depth D, requests made by a closure, responses counted
+//! by newline.
+//!
+//! Two pipelining disciplines: [`Pipelining::Burst`] (the default) writes D
+//! requests in one write and waits for all D responses before the next
+//! burst, as `redis-benchmark -P D` does, so its figures compare directly;
+//! [`Pipelining::Sliding`] keeps D requests in flight, sending one new
+//! request per response (on loopback it tends to degrade into many small
+//! writes, which then measures the syscalls more than the server).
 //!
 //! Generic enough for Redis (RESP: a `GET` reply is two lines, `$256` and the
 //! bytes; `SET` is one) and for xems's JSON lines (one line per response).
@@ -44,6 +51,17 @@ pub enum Target {
     Unix(PathBuf),
 }
 
+/// How a connection keeps its pipeline full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pipelining {
+    /// Write D requests at once, wait for all D responses, repeat.
+    #[default]
+    Burst,
+    /// Keep D requests in flight: a new request for every response.
+    Sliding,
+}
+
 /// The shape of a load.
 #[derive(Clone, Debug)]
 pub struct LoadSpec {
@@ -53,6 +71,8 @@ pub struct LoadSpec {
     pub connections: usize,
     /// Requests in flight per connection.
     pub depth: usize,
+    /// How the pipeline is kept full.
+    pub pipelining: Pipelining,
     /// Run before measuring.
     pub warmup: Duration,
     /// Measured window.
@@ -74,6 +94,8 @@ pub struct LoadOutcome {
     pub measurement: Measurement,
     /// Requests in flight per connection.
     pub depth: usize,
+    /// How the pipeline was kept full.
+    pub pipelining: Pipelining,
     /// Responses whose check failed (the run fails if any did).
     pub errors: u64,
     /// Worker threads of the generator.
@@ -177,7 +199,13 @@ async fn run_async(
         return Err(e);
     }
     let measurement = Measurement::new(&spec.name, spec.connections, ops, spec.duration, &hist);
-    Ok(LoadOutcome { measurement, depth: spec.depth, errors, generator_threads: spec.threads })
+    Ok(LoadOutcome {
+        measurement,
+        depth: spec.depth,
+        pipelining: spec.pipelining,
+        errors,
+        generator_threads: spec.threads,
+    })
 }
 
 /// Drives one connection over any reader/writer pair: handshake, wait for
@@ -271,7 +299,11 @@ where
         if now >= end {
             break;
         }
-        to_send = done;
+        to_send = match spec.pipelining {
+            Pipelining::Sliding => done,
+            Pipelining::Burst if sent_at.is_empty() => spec.depth,
+            Pipelining::Burst => 0,
+        };
     }
     if outcome.errors > 0 {
         bail!("{} bad responses on connection {conn} of load {}", outcome.errors, spec.name);
@@ -374,6 +406,7 @@ mod tests {
             name: "echo".into(),
             connections: 4,
             depth: 8,
+            pipelining: Pipelining::Burst,
             warmup: Duration::from_millis(20),
             duration: Duration::from_millis(100),
             threads: 1,
@@ -390,6 +423,15 @@ mod tests {
         assert!(out.measurement.ops > 100, "{out:?}");
         assert_eq!(out.errors, 0);
         assert!(out.measurement.latency.p50_ns > 0);
+        let sliding = LoadSpec { pipelining: Pipelining::Sliding, ..spec.clone() };
+        let out = run(
+            &Target::Tcp(addr),
+            &sliding,
+            Arc::new(|_, seq, out: &mut Vec<u8>| out.extend_from_slice(format!("ok {seq}\n").as_bytes())),
+            |l| l.starts_with(b"ok "),
+        )
+        .unwrap();
+        assert!(out.measurement.ops > 100, "{out:?}");
 
         let bad =
             run(&Target::Tcp(addr), &spec, Arc::new(|_, _, out: &mut Vec<u8>| out.extend_from_slice(b"no\n")), |l| {

@@ -73,6 +73,12 @@ fn main() -> anyhow::Result<()> {
     println!("xems-bench {name} ({} mode)", if common.quick { "quick" } else { "full" });
     println!("machine: {}", machine.summary());
     println!("timer: quanta {:.1} ns/read, Instant {:.1} ns/read", timer.quanta_ns, timer.instant_ns);
+    if machine.busy_before_percent > 10.0 {
+        println!(
+            "WARNING: the machine was {:.0}% busy with other work before the run: these figures are not worth writing down",
+            machine.busy_before_percent
+        );
+    }
     let mut report = Report::new(name, common.quick, &machine, &timer);
     match &cli.command {
         Command::Engine(c) => engine::run(c.quick, &mut report)?,

@@ -25,6 +25,7 @@
 //! resize) that p99 is meant to show.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -235,14 +236,20 @@ where
             .map(|i| {
                 let (start_line, make_op) = (&start_line, &make_op);
                 s.spawn(move || {
-                    let mut op = make_op(i);
-                    let warm_until = Instant::now() + cfg.warmup;
-                    while Instant::now() < warm_until {
-                        for _ in 0..64 {
-                            op();
+                    // A panic before the start line must still reach it, or
+                    // the other threads and the caller would wait forever.
+                    let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let mut op = make_op(i);
+                        let warm_until = Instant::now() + cfg.warmup;
+                        while Instant::now() < warm_until {
+                            for _ in 0..64 {
+                                op();
+                            }
                         }
-                    }
+                        op
+                    }));
                     start_line.wait();
+                    let mut op = prepared.unwrap_or_else(|p| std::panic::resume_unwind(p));
                     let mut rec = Recorder::start(cfg.sample_every, cfg.duration);
                     let c = clock();
                     loop {
@@ -284,17 +291,23 @@ where
             .map(|i| {
                 let (start_line, make_op) = (&start_line, &make_op);
                 s.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-                    let mut op = make_op(i);
-                    rt.block_on(async {
-                        let warm_until = Instant::now() + cfg.warmup;
-                        while Instant::now() < warm_until {
-                            for _ in 0..64 {
-                                op().await;
+                    // As in `run_threads`: reach the start line even after a panic.
+                    let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let rt =
+                            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+                        let mut op = make_op(i);
+                        rt.block_on(async {
+                            let warm_until = Instant::now() + cfg.warmup;
+                            while Instant::now() < warm_until {
+                                for _ in 0..64 {
+                                    op().await;
+                                }
                             }
-                        }
-                    });
+                        });
+                        (rt, op)
+                    }));
                     start_line.wait();
+                    let (rt, mut op) = prepared.unwrap_or_else(|p| std::panic::resume_unwind(p));
                     let mut rec = Recorder::start(cfg.sample_every, cfg.duration);
                     let c = clock();
                     rt.block_on(async {
@@ -353,6 +366,27 @@ pub fn timer_overhead() -> TimerOverhead {
     }
     let instant_ns = (last - t0).as_nanos() as f64 / f64::from(N);
     TimerOverhead { quanta_ns, instant_ns }
+}
+
+/// The latency of a dependent random load (pointer chasing) over a
+/// working set of `bytes`, in nanoseconds: what a cache miss costs on this
+/// machine, which bounds every store whose working set outgrows the caches.
+pub fn dependent_load_ns(bytes: usize) -> f64 {
+    let n = (bytes / 8).max(2);
+    // A random single cycle through all slots (Sattolo's shuffle).
+    let mut next: Vec<usize> = (0..n).collect();
+    let mut rng = FastRng::new(0x5eed);
+    for i in (1..n).rev() {
+        next.swap(i, rng.below(i));
+    }
+    let steps = 2_000_000;
+    let mut p = 0;
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        p = next[p];
+    }
+    std::hint::black_box(p);
+    t0.elapsed().as_nanos() as f64 / f64::from(steps)
 }
 
 /// A stop flag shared by cooperating loops (for example a background writer
@@ -429,6 +463,30 @@ mod tests {
         let m = run_async_threads("async", &cfg.with_threads(1), |_| || async { tokio::task::yield_now().await });
         assert!(m.ops > 0);
         assert!(m.latency.p50_ns <= m.latency.p99_ns && m.latency.p99_ns <= m.latency.max_ns);
+    }
+
+    #[test]
+    fn a_panicking_setup_fails_the_run_instead_of_hanging() {
+        let cfg = RunConfig {
+            threads: 2,
+            warmup: Duration::from_millis(1),
+            duration: Duration::from_millis(5),
+            sample_every: 1,
+        };
+        let r = std::panic::catch_unwind(|| {
+            run_threads("boom", &cfg, |i| {
+                assert!(i == 0, "thread {i} fails its setup");
+                || {}
+            })
+        });
+        assert!(r.is_err());
+        let r = std::panic::catch_unwind(|| {
+            run_async_threads("boom", &cfg, |i| {
+                assert!(i == 0, "thread {i} fails its setup");
+                || async {}
+            })
+        });
+        assert!(r.is_err());
     }
 
     #[test]

@@ -22,8 +22,16 @@ pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends the decimal digits of `n` without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+/// Appends the decimal digits of `n`.
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let len = write_decimal(&mut digits, n).expect("a u64 has at most 20 digits");
+    out.extend_from_slice(&digits[..len]);
+}
+
+/// Writes the decimal digits of `n` at the start of `out`; their count, or
+/// `None` if `out` is too short.
+pub fn write_decimal(out: &mut [u8], mut n: u64) -> Option<usize> {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -34,7 +42,9 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    let len = digits.len() - i;
+    out.get_mut(..len)?.copy_from_slice(&digits[i..]);
+    Some(len)
 }
 
 /// A RESP2 reply.

@@ -72,19 +72,27 @@ fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> Loa
         name: name.to_owned(),
         connections: CONNECTIONS,
         depth,
+        pipelining: loadgen::Pipelining::Burst,
         warmup,
         duration,
         // Redis uses one core; the generator gets the other.
-        threads: 1,
+        threads: std::env::var("XEMS_BENCH_GEN_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
         lines_per_response,
         handshake: None,
     }
 }
 
-fn key(n: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"key:");
-    resp::push_decimal(out, n);
+/// `key:<n>` in a stack buffer (request closures run millions of times a
+/// second: no allocation).
+fn key(n: u64, buf: &mut [u8; 32]) -> &[u8] {
+    buf[..4].copy_from_slice(b"key:");
+    let len = 4 + resp::write_decimal(&mut buf[4..], n).expect("a u64 fits in 28 bytes");
+    &buf[..len]
 }
+
+/// The first line of a successful GET of a preloaded key.
+const GET_HIT: &[u8] = b"$256";
+const _: () = assert!(VALUE_LEN == 256, "GET_HIT spells the value length");
 
 /// The Redis cases at depth `depth`.
 fn redis_cases(
@@ -102,9 +110,8 @@ fn redis_cases(
         &target,
         &spec(&format!("redis set p{depth}"), quick, depth, 1),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
-            let mut k = Vec::with_capacity(16);
-            key(mix(conn, seq) % KEYSPACE, &mut k);
-            resp::encode(&[b"SET", &k, &v], buf);
+            let mut k = [0u8; 32];
+            resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
         }),
         |l| l == b"+OK",
     )?);
@@ -113,11 +120,10 @@ fn redis_cases(
         &target,
         &spec(&format!("redis get p{depth}"), quick, depth, 2),
         Arc::new(|conn, seq, buf: &mut Vec<u8>| {
-            let mut k = Vec::with_capacity(16);
-            key(mix(conn, seq) % KEYSPACE, &mut k);
-            resp::encode(&[b"GET", &k], buf);
+            let mut k = [0u8; 32];
+            resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
         }),
-        |l| l == format!("${VALUE_LEN}").as_bytes(),
+        |l| l == GET_HIT,
     )?);
 
     // Rotation chains: connection c of this case rotates {r<depth>:c}:i into
@@ -125,7 +131,11 @@ fn redis_cases(
     let mut setup = server.connect()?;
     let mut batch = Vec::new();
     for c in 0..CONNECTIONS {
-        resp::encode(&[b"SET", &chain_key(depth, c, 0), value, b"PX", TTL_MS.to_string().as_bytes()], &mut batch);
+        let mut k = [0u8; 48];
+        resp::encode(
+            &[b"SET", chain_key(depth, c, 0, &mut k), value, b"PX", TTL_MS.to_string().as_bytes()],
+            &mut batch,
+        );
     }
     setup.pipeline(&batch, CONNECTIONS)?;
     let sha = sha.to_owned();
@@ -133,27 +143,47 @@ fn redis_cases(
         &target,
         &spec(&format!("redis rotate p{depth}"), quick, depth, 1),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
-            let (old, new) = (chain_key(depth, conn, seq), chain_key(depth, conn, seq + 1));
-            let mut ttl = Vec::new();
-            resp::push_decimal(&mut ttl, TTL_MS);
-            let mut grace = Vec::new();
-            resp::push_decimal(&mut grace, GRACE_MS);
-            resp::encode(&[b"EVALSHA", sha.as_bytes(), b"2", &old, &new, &ttl, &grace], buf);
+            let (mut old, mut new) = ([0u8; 48], [0u8; 48]);
+            let (mut ttl, mut grace) = ([0u8; 20], [0u8; 20]);
+            let ttl_len = resp::write_decimal(&mut ttl, TTL_MS).expect("fits");
+            let grace_len = resp::write_decimal(&mut grace, GRACE_MS).expect("fits");
+            resp::encode(
+                &[
+                    b"EVALSHA",
+                    sha.as_bytes(),
+                    b"2",
+                    chain_key(depth, conn, seq, &mut old),
+                    chain_key(depth, conn, seq + 1, &mut new),
+                    &ttl[..ttl_len],
+                    &grace[..grace_len],
+                ],
+                buf,
+            );
         }),
         |l| l == b":1",
     )?);
     Ok(out)
 }
 
-fn chain_key(depth: usize, conn: usize, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(24);
-    k.extend_from_slice(b"{r");
-    resp::push_decimal(&mut k, depth as u64);
-    k.push(b':');
-    resp::push_decimal(&mut k, conn as u64);
-    k.extend_from_slice(b"}:");
-    resp::push_decimal(&mut k, seq);
-    k
+/// `{r<depth>:<conn>}:<seq>`: connection `conn`'s rotation chain in the
+/// depth-`depth` case; the hash tag keeps a chain in one slot.
+fn chain_key(depth: usize, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
+    let mut len = 0;
+    let mut put = |bytes: &[u8], len: &mut usize| {
+        buf[*len..*len + bytes.len()].copy_from_slice(bytes);
+        *len += bytes.len();
+    };
+    let mut digits = [0u8; 20];
+    put(b"{r", &mut len);
+    let n = resp::write_decimal(&mut digits, depth as u64).expect("fits");
+    put(&digits[..n], &mut len);
+    put(b":", &mut len);
+    let n = resp::write_decimal(&mut digits, conn as u64).expect("fits");
+    put(&digits[..n], &mut len);
+    put(b"}:", &mut len);
+    let n = resp::write_decimal(&mut digits, seq).expect("fits");
+    put(&digits[..n], &mut len);
+    &buf[..len]
 }
 
 /// Runs `redis-benchmark -c 50 -d 256 -P depth -t set,get` against the server.
@@ -239,9 +269,8 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         let mut batch = Vec::new();
         let end = (chunk_start + 1000).min(KEYSPACE);
         for n in chunk_start..end {
-            let mut k = Vec::new();
-            key(n, &mut k);
-            resp::encode(&[b"SET", &k, &value], &mut batch);
+            let mut k = [0u8; 32];
+            resp::encode(&[b"SET", key(n, &mut k), &value], &mut batch);
         }
         setup.pipeline(&batch, (end - chunk_start) as usize)?;
     }
