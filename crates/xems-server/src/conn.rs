@@ -1,0 +1,160 @@
+//! One connection (or the stdio pipe): split lines, answer each in order,
+//! write the answers in batches.
+
+use std::io;
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use xems_core::{MockClock, SessionStore};
+use xems_protocol::{Command, DecodeError, Frame, LineBuffer, RequestError, Response, decode_request, encode_response};
+use zeroize::Zeroizing;
+
+use crate::handler::handle;
+
+/// What every connection of a server shares.
+#[derive(Clone)]
+pub struct ConnConfig {
+    /// The longest accepted line.
+    pub max_line: usize,
+    /// The shared token of the `auth` handshake, if one is configured.
+    pub auth_token: Option<Arc<Zeroizing<Vec<u8>>>>,
+    /// The mock clock moved by `debug_advance_clock` (test servers only).
+    pub test_clock: Option<MockClock>,
+}
+
+impl std::fmt::Debug for ConnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnConfig")
+            .field("max_line", &self.max_line)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("test_clock", &self.test_clock.is_some())
+            .finish()
+    }
+}
+
+/// Per-connection state.
+struct Session<'a, S> {
+    store: &'a S,
+    cfg: &'a ConnConfig,
+    authenticated: bool,
+    /// Set after a failed `auth`: answer, then hang up.
+    close: bool,
+}
+
+impl<S: SessionStore> Session<'_, S> {
+    async fn answer(&mut self, frame: Frame<'_>) -> Response {
+        let req = match frame {
+            Frame::TooLong { len } => {
+                tracing::warn!(len, max = self.cfg.max_line, "line too long");
+                return RequestError::from(DecodeError::LineTooLong { len, max: self.cfg.max_line }).to_response();
+            }
+            Frame::Line(line) => match decode_request(line) {
+                Ok(req) => req,
+                Err(e) => {
+                    tracing::debug!(code = e.kind.code(), "bad request line ({} bytes)", line.len());
+                    return e.to_response();
+                }
+            },
+        };
+        match &req.command {
+            Command::Auth { token } => {
+                let id = req.id.clone();
+                return match &self.cfg.auth_token {
+                    None => Response::ok().with_id(id),
+                    Some(expected) if bool::from(expected.as_slice().ct_eq(token.expose().as_bytes())) => {
+                        self.authenticated = true;
+                        Response::ok().with_id(id)
+                    }
+                    Some(_) => {
+                        tracing::warn!("auth failed: wrong token; closing the connection");
+                        self.close = true;
+                        Response::error("unauthorized", "wrong auth token").with_id(id)
+                    }
+                };
+            }
+            _ if !self.authenticated => {
+                return Response::error(
+                    "unauthorized",
+                    "authenticate first: send {\"action\":\"auth\",\"token\":\"...\"}",
+                )
+                .with_id(req.id);
+            }
+            Command::DebugAdvanceClock { by } => {
+                if let Some(clock) = &self.cfg.test_clock {
+                    clock.advance(*by);
+                    return Response::ok().with_id(req.id);
+                }
+            }
+            _ => {}
+        }
+        handle(self.store, req).await
+    }
+}
+
+/// Serves one connection until end of input, a failed `auth`, an I/O error
+/// or `shutdown`. Lines are answered one by one in order (so a pipelined
+/// `set` then `get` sees its own write); the answers to everything read in
+/// one go are written and flushed together.
+///
+/// # Errors
+///
+/// Reading or writing failed.
+pub async fn serve_connection<S, R, W>(
+    store: &S,
+    cfg: &ConnConfig,
+    require_auth: bool,
+    mut reader: R,
+    mut writer: W,
+    shutdown: CancellationToken,
+) -> io::Result<()>
+where
+    S: SessionStore,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut session = Session { store, cfg, authenticated: !(require_auth && cfg.auth_token.is_some()), close: false };
+    let mut lines = LineBuffer::new(cfg.max_line);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        let n = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            r = reader.read(&mut chunk) => r?,
+        };
+        if n == 0 {
+            // End of input: answer an unterminated last line too, so no
+            // request is silently dropped.
+            if let Some(frame) = lines.finish() {
+                let resp = session.answer(frame).await;
+                encode_response(&resp, &mut out);
+            }
+            writer.write_all(&out).await?;
+            writer.flush().await?;
+            break;
+        }
+        lines.extend(&chunk[..n]);
+        while let Some(frame) = lines.next_frame() {
+            let resp = session.answer(frame).await;
+            encode_response(&resp, &mut out);
+            if session.close {
+                break;
+            }
+            if out.len() >= 1024 * 1024 {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+        writer.flush().await?;
+        if session.close {
+            break;
+        }
+    }
+    Ok(())
+}
