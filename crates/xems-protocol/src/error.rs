@@ -21,6 +21,12 @@ pub enum DecodeError {
     /// The line is empty (or only whitespace).
     #[error("empty line: expected one JSON object per line")]
     Empty,
+    /// The line is not valid UTF-8.
+    #[error("invalid request: the line is not valid UTF-8 (byte {valid_up_to} starts an invalid sequence)")]
+    NotUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
     /// The line is not a JSON object of the expected shape (invalid UTF-8,
     /// invalid JSON, a field of the wrong type, a duplicate field...).
     #[error("invalid request: {0}")]
@@ -72,6 +78,7 @@ impl DecodeError {
             DecodeError::Duration { .. } => "invalid_duration",
             DecodeError::InvalidField { field: "grace_period", .. } => "invalid_argument",
             DecodeError::Empty
+            | DecodeError::NotUtf8 { .. }
             | DecodeError::Json(_)
             | DecodeError::MissingAction
             | DecodeError::MissingField { .. }

@@ -387,10 +387,13 @@ pub fn decode_request(line: &[u8]) -> Result<Request, RequestError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty.into());
     }
-    let raw: Raw<'_> = match serde_json::from_slice(line) {
+    // Checked up front: serde_json does not validate strings it skips.
+    let line = std::str::from_utf8(line)
+        .map_err(|e| RequestError::from(DecodeError::NotUtf8 { valid_up_to: e.valid_up_to() }))?;
+    let raw: Raw<'_> = match serde_json::from_str(line) {
         Ok(raw) => raw,
         Err(e) => {
-            let id = serde_json::from_slice::<IdOnly>(line).ok().and_then(|r| r.id);
+            let id = serde_json::from_str::<IdOnly>(line).ok().and_then(|r| r.id);
             return Err(RequestError { id, kind: DecodeError::Json(e) });
         }
     };
