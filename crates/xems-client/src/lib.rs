@@ -281,7 +281,9 @@ fn to_error(resp: Response) -> Error {
     match code.as_str() {
         "token_retired" => Error::TokenRetired,
         "integrity" => Error::Integrity,
-        "invalid_argument" => Error::InvalidArgument(message.strip_prefix("invalid argument: ").unwrap_or(&message).to_owned()),
+        "invalid_argument" => {
+            Error::InvalidArgument(message.strip_prefix("invalid argument: ").unwrap_or(&message).to_owned())
+        }
         _ => Error::Remote { code, message },
     }
 }

@@ -479,9 +479,7 @@ fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
             absolute_ttl: f.duration("absolute_ttl", raw.absolute_ttl.as_deref())?,
             subject: raw.subject.as_deref().map(str::to_owned),
         },
-        "touch" => {
-            Command::Touch { sandbox: f.sandbox()?, key: f.key()?, ttl: f.duration("ttl", raw.ttl.as_deref())? }
-        }
+        "touch" => Command::Touch { sandbox: f.sandbox()?, key: f.key()?, ttl: f.duration("ttl", raw.ttl.as_deref())? },
         "exists" => Command::Exists { sandbox: f.sandbox()?, key: f.key()? },
         "update_if" => Command::UpdateIf {
             sandbox: f.sandbox()?,
@@ -503,9 +501,7 @@ fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
         "stats" => Command::Stats,
         "auth" => Command::Auth { token: Token::from_string(f.required("token", raw.token.as_deref())?.to_owned()) },
         "debug_advance_clock" => Command::DebugAdvanceClock {
-            by: Duration::from_millis(
-                raw.by_ms.ok_or(DecodeError::MissingField { action: f.action, field: "by_ms" })?,
-            ),
+            by: Duration::from_millis(raw.by_ms.ok_or(DecodeError::MissingField { action: f.action, field: "by_ms" })?),
         },
         _ => unreachable_action(f.action)?,
     };
@@ -652,8 +648,9 @@ mod tests {
 
     #[test]
     fn object_values_are_stored_compact() {
-        let req = decode_request(br#"{"action":"set","sandbox":"s","key":"k","value":{ "a" : [1, 2], "s":"x y\" z" }}"#)
-            .unwrap();
+        let req =
+            decode_request(br#"{"action":"set","sandbox":"s","key":"k","value":{ "a" : [1, 2], "s":"x y\" z" }}"#)
+                .unwrap();
         let Command::Set { value, .. } = req.command else { panic!() };
         assert_eq!(value.as_str().unwrap(), r#"{"a":[1,2],"s":"x y\" z"}"#);
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":12}"#), "bad_request");
@@ -666,7 +663,10 @@ mod tests {
         assert_eq!(req.encoding, Encoding::Base64);
         let Command::Set { value, .. } = req.command else { panic!() };
         assert_eq!(value.as_bytes(), &[0, 255]);
-        assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":"@@","encoding":"base64"}"#), "bad_request");
+        assert_eq!(
+            code(br#"{"action":"set","sandbox":"s","key":"k","value":"@@","encoding":"base64"}"#),
+            "bad_request"
+        );
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":"x","encoding":"rot13"}"#), "bad_request");
     }
 
@@ -712,8 +712,8 @@ mod tests {
 
     #[test]
     fn resolve_options() {
-        let req = decode_request(br#"{"action":"resolve","sandbox":"s","key":"t","rotate":"5m","refresh":true}"#)
-            .unwrap();
+        let req =
+            decode_request(br#"{"action":"resolve","sandbox":"s","key":"t","rotate":"5m","refresh":true}"#).unwrap();
         let Command::Resolve { rotate, refresh, .. } = req.command else { panic!() };
         assert_eq!(rotate, RotateSpec::OlderThan(Duration::from_secs(300)));
         assert!(refresh);

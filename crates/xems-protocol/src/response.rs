@@ -220,7 +220,9 @@ pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
         // failing Serialize impls), but a line must be written whatever
         // happens: the peer matches responses by order.
         out.truncate(start);
-        out.extend_from_slice(br#"{"status":"error","error":"internal error: cannot encode response","code":"internal"}"#);
+        out.extend_from_slice(
+            br#"{"status":"error","error":"internal error: cannot encode response","code":"internal"}"#,
+        );
     }
     out.push(b'\n');
 }
@@ -247,10 +249,7 @@ mod tests {
             line(&Response::not_found()),
             "{\"status\":\"error\",\"error\":\"not found\",\"code\":\"not_found\"}\n"
         );
-        assert_eq!(
-            line(&Response::ok().with_id(Some(Id::Str("a".into())))),
-            "{\"id\":\"a\",\"status\":\"ok\"}\n"
-        );
+        assert_eq!(line(&Response::ok().with_id(Some(Id::Str("a".into())))), "{\"id\":\"a\",\"status\":\"ok\"}\n");
     }
 
     #[test]

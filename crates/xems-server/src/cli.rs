@@ -245,7 +245,8 @@ impl Config {
                 } else {
                     file.listen.unwrap_or_else(|| vec!["tcp://127.0.0.1:7379".to_owned()])
                 };
-                let listen = listen.iter().map(|l| ListenAddr::parse(l).map_err(ConfigError)).collect::<Result<Vec<_>, _>>()?;
+                let listen =
+                    listen.iter().map(|l| ListenAddr::parse(l).map_err(ConfigError)).collect::<Result<Vec<_>, _>>()?;
                 let token = match (s.auth_token_file.or(file.auth_token_file), env("XEMS_AUTH_TOKEN")) {
                     (Some(path), _) => Some(read_token(&path)?),
                     (None, Some(t)) => Some(Zeroizing::new(t.into_bytes())),

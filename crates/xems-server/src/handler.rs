@@ -43,10 +43,7 @@ fn data_of(value: &Value, encoding: Encoding) -> Result<String, Response> {
     match encoding {
         Encoding::Base64 => Ok(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
         Encoding::Utf8 => value.as_str().map(str::to_owned).map_err(|_| {
-            Response::error(
-                "not_utf8",
-                "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
-            )
+            Response::error("not_utf8", "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"")
         }),
     }
 }
@@ -78,13 +75,15 @@ async fn run<S: SessionStore>(
     Ok(match command {
         Command::Ping => Response::ok().with_data("pong"),
         Command::Set { sandbox, key, value, ttl, absolute_ttl, subject } => {
-            let meta = store.set(&sandbox, key.expose(), value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
+            let meta =
+                store.set(&sandbox, key.expose(), value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
             tracing::trace!(sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
             if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
         }
         Command::Get { sandbox, key, rotate, grace, ttl } => {
             let found = if rotate {
-                let mut opts = ResolveOptions::new().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
+                let mut opts =
+                    ResolveOptions::new().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
                 if let Some(ttl) = ttl {
                     opts = opts.with_refresh(Refresh::To(ttl));
                 }

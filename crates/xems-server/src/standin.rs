@@ -154,7 +154,12 @@ impl SessionStore for StandIn {
             g.counters.add(EventKind::GraceHit, 1);
             g.live.insert(k, rec.clone());
             let meta = Self::meta(&rec, capped);
-            return Ok(Some(Resolved::new(Value::from(rec.value), Some(Token::from_string(cur)), ResolveOutcome::Grace, meta)));
+            return Ok(Some(Resolved::new(
+                Value::from(rec.value),
+                Some(Token::from_string(cur)),
+                ResolveOutcome::Grace,
+                meta,
+            )));
         }
         let rotate = match opts.rotate {
             Rotation::Never => false,
@@ -232,7 +237,8 @@ impl SessionStore for StandIn {
         if grace {
             return Err(Error::TokenRetired);
         }
-        let rec = g.live.get_mut(&(sandbox.to_owned(), cur)).ok_or_else(|| Error::InvalidArgument("vanished".into()))?;
+        let rec =
+            g.live.get_mut(&(sandbox.to_owned(), cur)).ok_or_else(|| Error::InvalidArgument("vanished".into()))?;
         if rec.version != expected {
             return Ok(UpdateOutcome::Conflict { current_version: rec.version });
         }
@@ -288,7 +294,8 @@ impl SessionStore for StandIn {
         let mut g = self.inner.lock();
         let spare = except.and_then(|e| g.locate(sandbox, e, now)).map(|(k, _)| k);
         let before = g.live.len();
-        g.live.retain(|k, r| !(k.0 == sandbox && r.subject.as_deref() == Some(subject) && Some(&k.1) != spare.as_ref()));
+        g.live
+            .retain(|k, r| !(k.0 == sandbox && r.subject.as_deref() == Some(subject) && Some(&k.1) != spare.as_ref()));
         Ok(before - g.live.len())
     }
 

@@ -108,10 +108,12 @@ async fn many_requests_in_flight() {
     }
     // All at once on one connection: pipelined, matched in order.
     let c1 = Client::builder(server.unix_url()).pool_size(1).connect().await.unwrap();
-    let futs: Vec<_> = (0..1000).map(|i| {
-        let c1 = c1.clone();
-        async move { c1.exists("load", &format!("t{}-{}", i % 16, i % 200)).await }
-    }).collect();
+    let futs: Vec<_> = (0..1000)
+        .map(|i| {
+            let c1 = c1.clone();
+            async move { c1.exists("load", &format!("t{}-{}", i % 16, i % 200)).await }
+        })
+        .collect();
     for r in futures_join_all(futs).await {
         assert!(r.unwrap());
     }

@@ -51,7 +51,9 @@ fn rotating_get_and_grace_hit() {
     assert_json(&x.ask(&set), r#"{"status":"ok"}"#);
 
     let rotate = |key: &str| {
-        format!(r#"{{"action":"get","sandbox":"auth-session","key":"{key}","rotate":true,"ttl":"15m","grace_period":1000}}"#)
+        format!(
+            r#"{{"action":"get","sandbox":"auth-session","key":"{key}","rotate":true,"ttl":"15m","grace_period":1000}}"#
+        )
     };
     let r1 = x.ask(&rotate(KEY));
     assert_eq!(r1["status"], "ok");

@@ -66,23 +66,16 @@ fn secret_from_file_and_env() {
     let mut x = Sidecar::spawn(&["--secret-file", f.to_str().unwrap()]);
     assert_json(&x.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
     assert!(x.close().0.success());
-    let out = Command::new(BIN)
-        .env("XEMS_SECRET", "0123456789abcdef0123456789abcdef")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).env("XEMS_SECRET", "0123456789abcdef0123456789abcdef").stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("process list"));
 }
 
 #[test]
 fn sigterm_exits_zero() {
-    let mut child = Command::new(BIN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
