@@ -565,79 +565,47 @@ impl<S: SessionStore> DynSessionStore for S {
 }
 
 impl SessionStore for Arc<dyn DynSessionStore> {
-    fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> impl Future<Output = Result<Created>> + Send {
-        async move { (**self).dyn_create(sandbox, value, opts).await }
+    async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
+        (**self).dyn_create(sandbox, value, opts).await
     }
-    fn resolve(
-        &self,
-        sandbox: &str,
-        token: &str,
-        opts: ResolveOptions,
-    ) -> impl Future<Output = Result<Option<Resolved>>> + Send {
-        async move { (**self).dyn_resolve(sandbox, token, opts).await }
+    async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
+        (**self).dyn_resolve(sandbox, token, opts).await
     }
-    fn set(
-        &self,
-        sandbox: &str,
-        key: &str,
-        value: &[u8],
-        opts: CreateOptions,
-    ) -> impl Future<Output = Result<SessionMeta>> + Send {
-        async move { (**self).dyn_set(sandbox, key, value, opts).await }
+    async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
+        (**self).dyn_set(sandbox, key, value, opts).await
     }
-    fn del(&self, sandbox: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_del(sandbox, key).await }
+    async fn del(&self, sandbox: &str, key: &str) -> Result<bool> {
+        (**self).dyn_del(sandbox, key).await
     }
-    fn exists(&self, sandbox: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_exists(sandbox, key).await }
+    async fn exists(&self, sandbox: &str, key: &str) -> Result<bool> {
+        (**self).dyn_exists(sandbox, key).await
     }
-    fn touch(
-        &self,
-        sandbox: &str,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<Option<SessionMeta>>> + Send {
-        async move { (**self).dyn_touch(sandbox, key, ttl).await }
+    async fn touch(&self, sandbox: &str, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
+        (**self).dyn_touch(sandbox, key, ttl).await
     }
-    fn update_if(
-        &self,
-        sandbox: &str,
-        key: &str,
-        expected_version: u64,
-        value: &[u8],
-    ) -> impl Future<Output = Result<UpdateOutcome>> + Send {
-        async move { (**self).dyn_update_if(sandbox, key, expected_version, value).await }
+    async fn update_if(&self, sandbox: &str, key: &str, expected_version: u64, value: &[u8]) -> Result<UpdateOutcome> {
+        (**self).dyn_update_if(sandbox, key, expected_version, value).await
     }
-    fn migrate(
+    async fn migrate(
         &self,
         from: &str,
         token: &str,
         to: &str,
         value: Option<&[u8]>,
         opts: CreateOptions,
-    ) -> impl Future<Output = Result<Option<Created>>> + Send {
-        async move { (**self).dyn_migrate(from, token, to, value, opts).await }
+    ) -> Result<Option<Created>> {
+        (**self).dyn_migrate(from, token, to, value, opts).await
     }
-    fn list_subject(&self, sandbox: &str, subject: &str) -> impl Future<Output = Result<Vec<SessionMeta>>> + Send {
-        async move { (**self).dyn_list_subject(sandbox, subject).await }
+    async fn list_subject(&self, sandbox: &str, subject: &str) -> Result<Vec<SessionMeta>> {
+        (**self).dyn_list_subject(sandbox, subject).await
     }
-    fn revoke_subject(
-        &self,
-        sandbox: &str,
-        subject: &str,
-        except: Option<&str>,
-    ) -> impl Future<Output = Result<usize>> + Send {
-        async move { (**self).dyn_revoke_subject(sandbox, subject, except).await }
+    async fn revoke_subject(&self, sandbox: &str, subject: &str, except: Option<&str>) -> Result<usize> {
+        (**self).dyn_revoke_subject(sandbox, subject, except).await
     }
-    fn revoke_session(
-        &self,
-        sandbox: &str,
-        subject: &str,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_revoke_session(sandbox, subject, id).await }
+    async fn revoke_session(&self, sandbox: &str, subject: &str, id: &SessionId) -> Result<bool> {
+        (**self).dyn_revoke_session(sandbox, subject, id).await
     }
-    fn stats(&self) -> impl Future<Output = Result<Stats>> + Send {
-        async move { (**self).dyn_stats().await }
+    async fn stats(&self) -> Result<Stats> {
+        (**self).dyn_stats().await
     }
 }
