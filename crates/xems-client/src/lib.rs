@@ -258,6 +258,17 @@ impl Client {
         check(self.inner.call(Req::new("ping")).await?).map(drop)
     }
 
+    /// TEST ONLY: reclaims expired records now on a server started with
+    /// `--unsafe-test-clock` (refused by any other server).
+    ///
+    /// # Errors
+    ///
+    /// The server refuses (`unknown_action`) or is unreachable.
+    #[doc(hidden)]
+    pub async fn debug_sweep(&self) -> Result<()> {
+        check(self.inner.call(Req::new("debug_sweep")).await?).map(drop)
+    }
+
     /// TEST ONLY: moves the clock of a server started with
     /// `--unsafe-test-clock` (refused by any other server).
     ///
@@ -311,6 +322,20 @@ fn meta_of(resp: &mut Response) -> Result<SessionMeta> {
     resp.meta.take().map(SessionMeta::from).ok_or_else(|| malformed("meta"))
 }
 
+/// Zero TTLs cannot be written in the TTL grammar; refuse them here the way
+/// the engine does, so callers see the same error from every backend.
+fn check_ttl(ttl: Option<Duration>) -> Result<()> {
+    match ttl {
+        Some(d) if d.is_zero() => Err(Error::InvalidArgument("a TTL must be greater than zero".into())),
+        _ => Ok(()),
+    }
+}
+
+fn check_create(o: &CreateOptions) -> Result<()> {
+    check_ttl(o.ttl)?;
+    check_ttl(o.absolute_ttl)
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -331,6 +356,7 @@ fn created_of(mut resp: Response) -> Result<Created> {
 impl SessionStore for Client {
     async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
         validate_sandbox(sandbox)?;
+        check_create(&opts)?;
         let mut req = Req::new("create_session").sandbox(sandbox).value(b64(value)).create_opts(&opts);
         req.verbose = Some(true);
         created_of(check(self.inner.call(req).await?)?)
@@ -338,6 +364,9 @@ impl SessionStore for Client {
 
     async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
         validate_sandbox(sandbox)?;
+        if let xems_core::Refresh::To(t) = opts.refresh {
+            check_ttl(Some(t))?;
+        }
         let req = Req::new("resolve").sandbox(sandbox).key(token).resolve_opts(&opts);
         let Some(mut resp) = check_found(self.inner.call(req).await?)? else { return Ok(None) };
         let value = value_of(&mut resp)?;
@@ -348,6 +377,7 @@ impl SessionStore for Client {
 
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
         validate_sandbox(sandbox)?;
+        check_create(&opts)?;
         let mut req = Req::new("set").sandbox(sandbox).key(key).value(b64(value)).create_opts(&opts);
         req.verbose = Some(true);
         meta_of(&mut check(self.inner.call(req).await?)?)
@@ -368,6 +398,7 @@ impl SessionStore for Client {
 
     async fn touch(&self, sandbox: &str, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
         validate_sandbox(sandbox)?;
+        check_ttl(ttl)?;
         let mut req = Req::new("touch").sandbox(sandbox).key(key);
         req.ttl = ttl.map(wire::duration);
         match check_found(self.inner.call(req).await?)? {
@@ -405,6 +436,7 @@ impl SessionStore for Client {
     ) -> Result<Option<Created>> {
         validate_sandbox(from)?;
         validate_sandbox(to)?;
+        check_create(&opts)?;
         let mut req = Req::new("migrate").sandbox(from).key(token).create_opts(&opts);
         req.to = Some(to);
         if let Some(v) = value {

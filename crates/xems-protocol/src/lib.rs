@@ -45,6 +45,7 @@ pub const ACTIONS: &[&str] = &[
     "stats",
     "auth",
     "debug_advance_clock",
+    "debug_sweep",
 ];
 
 /// Runs the decoder and the error encoder over arbitrary bytes, split into

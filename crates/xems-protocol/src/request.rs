@@ -253,6 +253,9 @@ pub enum Command {
         /// How far to move the clock.
         by: Duration,
     },
+    /// `debug_sweep`: test-only, reclaims expired records now; accepted only
+    /// by a server started with `--unsafe-test-clock`.
+    DebugSweep,
 }
 
 impl Command {
@@ -275,6 +278,7 @@ impl Command {
             Command::Stats => "stats",
             Command::Auth { .. } => "auth",
             Command::DebugAdvanceClock { .. } => "debug_advance_clock",
+            Command::DebugSweep => "debug_sweep",
         }
     }
 }
@@ -503,6 +507,7 @@ fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
         "debug_advance_clock" => Command::DebugAdvanceClock {
             by: Duration::from_millis(raw.by_ms.ok_or(DecodeError::MissingField { action: f.action, field: "by_ms" })?),
         },
+        "debug_sweep" => Command::DebugSweep,
         _ => unreachable_action(f.action)?,
     };
     Ok((encoding, command))

@@ -9,6 +9,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 use xems_core::MasterSecret;
+use xems_engine::{Engine, EngineBuilder, LimitPolicy, ReusePolicy, SandboxLimits};
 use xems_protocol::DEFAULT_MAX_LINE;
 use zeroize::Zeroizing;
 
@@ -76,6 +77,16 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "FILTER", env = "XEMS_LOG")]
     pub log: Option<String>,
 
+    /// What a rotated token replayed after its grace period does: revoke-session (default) or
+    /// refuse-token.
+    #[arg(long, global = true, value_name = "POLICY", env = "XEMS_REUSE_POLICY")]
+    pub reuse_policy: Option<String>,
+
+    /// Limits of one sandbox (repeatable; NAME `*` sets the default for all):
+    /// NAME:max_records=N,max_bytes=N,max_value_bytes=N,policy=refuse|evict-soonest-expiring
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub sandbox_limit: Vec<String>,
+
     /// Read further settings from a TOML file.
     #[arg(long, global = true, value_name = "FILE", env = "XEMS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -136,6 +147,64 @@ pub struct FileConfig {
     pub auth_token_file: Option<PathBuf>,
     /// `max_connections`.
     pub max_connections: Option<usize>,
+    /// `reuse_policy`.
+    pub reuse_policy: Option<String>,
+    /// `[sandboxes.NAME]` tables (`[sandboxes."*"]` for the default).
+    #[serde(default)]
+    pub sandboxes: std::collections::BTreeMap<String, LimitTable>,
+}
+
+/// One `[sandboxes.NAME]` table of the TOML file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitTable {
+    /// Most live records.
+    pub max_records: Option<u64>,
+    /// Most sealed bytes.
+    pub max_bytes: Option<u64>,
+    /// Largest value.
+    pub max_value_bytes: Option<usize>,
+    /// `refuse` or `evict-soonest-expiring`.
+    pub policy: Option<String>,
+}
+
+impl LimitTable {
+    /// Parses `max_records=N,max_bytes=N,max_value_bytes=N,policy=P`.
+    fn parse(spec: &str) -> Result<Self, String> {
+        let mut t = LimitTable::default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("expected key=value, got {part:?}"))?;
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{k} must be a non-negative integer, got {v:?}"));
+            match k {
+                "max_records" => t.max_records = Some(num(v)?),
+                "max_bytes" => t.max_bytes = Some(num(v)?),
+                "max_value_bytes" => t.max_value_bytes = Some(usize::try_from(num(v)?).map_err(|e| e.to_string())?),
+                "policy" => t.policy = Some(v.to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown limit {other:?} (expected max_records, max_bytes, max_value_bytes or policy)"
+                    ));
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn apply(&self, mut l: SandboxLimits) -> Result<SandboxLimits, String> {
+        if let Some(n) = self.max_records {
+            l = l.with_max_records(n);
+        }
+        if let Some(n) = self.max_bytes {
+            l = l.with_max_bytes(n);
+        }
+        if let Some(n) = self.max_value_bytes {
+            l = l.with_max_value_bytes(n);
+        }
+        if let Some(p) = &self.policy {
+            l = l.with_policy(p.parse::<LimitPolicy>().map_err(|e| e.to_string())?);
+        }
+        Ok(l)
+    }
 }
 
 /// Where the secret came from.
@@ -170,6 +239,12 @@ pub struct Config {
     pub log: String,
     /// `--unsafe-test-clock`.
     pub unsafe_test_clock: bool,
+    /// What a replay after grace does.
+    pub reuse_policy: ReusePolicy,
+    /// Limits for every sandbox without its own.
+    pub default_limits: SandboxLimits,
+    /// Per-sandbox limits.
+    pub sandbox_limits: Vec<(String, SandboxLimits)>,
 }
 
 /// The settings of `serve`.
@@ -279,7 +354,39 @@ impl Config {
                 })
             }
         };
+        let reuse_policy = match c.reuse_policy.or(file.reuse_policy).as_deref() {
+            None | Some("revoke-session") => ReusePolicy::RevokeSession,
+            Some("refuse-token") => ReusePolicy::RefuseToken,
+            Some(other) => {
+                return Err(ConfigError(format!("--reuse-policy {other:?}: expected revoke-session or refuse-token")));
+            }
+        };
+        // File tables first, flags on top (a flag for the same sandbox wins).
+        let mut tables: Vec<(String, LimitTable)> = file.sandboxes.into_iter().collect();
+        for spec in &c.sandbox_limit {
+            let (name, rest) = spec
+                .split_once(':')
+                .ok_or_else(|| ConfigError(format!("--sandbox-limit {spec:?}: expected NAME:key=value,...")))?;
+            let t = LimitTable::parse(rest).map_err(|e| ConfigError(format!("--sandbox-limit {spec:?}: {e}")))?;
+            tables.push((name.to_owned(), t));
+        }
+        let mut default_limits = SandboxLimits::default();
+        for (name, t) in tables.iter().filter(|(n, _)| n == "*") {
+            default_limits = t.apply(default_limits).map_err(|e| ConfigError(format!("limits of {name}: {e}")))?;
+        }
+        let mut sandbox_limits: Vec<(String, SandboxLimits)> = Vec::new();
+        for (name, t) in tables.iter().filter(|(n, _)| n != "*") {
+            let base = match sandbox_limits.iter().position(|(n, _)| n == name) {
+                Some(i) => sandbox_limits.remove(i).1,
+                None => default_limits.clone(),
+            };
+            let l = t.apply(base).map_err(|e| ConfigError(format!("limits of sandbox {name:?}: {e}")))?;
+            sandbox_limits.push((name.clone(), l));
+        }
         Ok(Config {
+            reuse_policy,
+            default_limits,
+            sandbox_limits,
             serve,
             persist: c.persist.or(file.persist),
             secret,
@@ -289,6 +396,21 @@ impl Config {
             log: c.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             unsafe_test_clock: c.unsafe_test_clock,
         })
+    }
+}
+
+impl Config {
+    /// An engine builder with this configuration's secret, reuse policy and
+    /// limits (its `build` refuses zero limits and invalid sandbox names).
+    pub fn engine_builder(&self) -> EngineBuilder {
+        let mut b = Engine::builder().reuse_policy(self.reuse_policy).default_limits(self.default_limits.clone());
+        if let Some(secret) = &self.secret {
+            b = b.secret(secret.clone());
+        }
+        for (name, limits) in &self.sandbox_limits {
+            b = b.sandbox_limits(name.clone(), limits.clone());
+        }
+        b
     }
 }
 
@@ -346,6 +468,34 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_policies() {
+        let c = parse(
+            &[
+                "xems",
+                "--reuse-policy",
+                "refuse-token",
+                "--sandbox-limit",
+                "*:max_value_bytes=2048",
+                "--sandbox-limit",
+                "tiny:max_records=5,policy=evict-soonest-expiring",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.reuse_policy, ReusePolicy::RefuseToken);
+        assert_eq!(c.default_limits.max_value_bytes, 2048);
+        let (name, tiny) = &c.sandbox_limits[0];
+        assert_eq!(name, "tiny");
+        assert_eq!((tiny.max_records, tiny.max_value_bytes, tiny.policy), (5, 2048, LimitPolicy::EvictSoonestExpiring));
+        assert!(c.engine_builder().build().is_ok());
+        assert!(parse(&["xems", "--sandbox-limit", "tiny:max_recs=5"], &[]).unwrap_err().0.contains("max_recs"));
+        assert!(parse(&["xems", "--sandbox-limit", "tiny:policy=lru"], &[]).unwrap_err().0.contains("lru"));
+        assert!(parse(&["xems", "--reuse-policy", "ignore"], &[]).is_err());
+        let bad = parse(&["xems", "--sandbox-limit", "no/slash:max_records=1"], &[]).unwrap();
+        assert!(bad.engine_builder().build().is_err());
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("xems.toml");
@@ -358,6 +508,12 @@ mod tests {
         let c = parse(&["xems", "--config", p, "serve", "--max-connections", "9", "--cache-size", "8"], &[]).unwrap();
         assert_eq!(c.cache_size, Some(8));
         assert_eq!(c.serve.unwrap().max_connections, 9);
+        std::fs::write(&path, "reuse_policy = \"refuse-token\"\n[sandboxes.tiny]\nmax_records = 5\n").unwrap();
+        let c = parse(&["xems", "--config", p, "--sandbox-limit", "tiny:policy=evict-soonest-expiring"], &[]).unwrap();
+        assert_eq!(c.reuse_policy, ReusePolicy::RefuseToken);
+        assert_eq!(c.sandbox_limits.len(), 1);
+        assert_eq!(c.sandbox_limits[0].1.max_records, 5);
+        assert_eq!(c.sandbox_limits[0].1.policy, LimitPolicy::EvictSoonestExpiring);
         std::fs::write(&path, "cache_sise = 7\n").unwrap();
         assert!(parse(&["xems", "--config", p], &[]).unwrap_err().0.contains("cache_sise"));
     }

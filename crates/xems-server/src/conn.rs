@@ -3,11 +3,12 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use xems_core::{MockClock, SessionStore};
+use xems_core::SessionStore;
 use xems_protocol::{Command, DecodeError, Frame, LineBuffer, RequestError, Response, decode_request, encode_response};
 use zeroize::Zeroizing;
 
@@ -20,8 +21,18 @@ pub struct ConnConfig {
     pub max_line: usize,
     /// The shared token of the `auth` handshake, if one is configured.
     pub auth_token: Option<Arc<Zeroizing<Vec<u8>>>>,
-    /// The mock clock moved by `debug_advance_clock` (test servers only).
-    pub test_clock: Option<MockClock>,
+    /// The hooks behind `debug_advance_clock` and `debug_sweep` (servers
+    /// started with `--unsafe-test-clock` only).
+    pub test_hooks: Option<Arc<dyn TestHooks>>,
+}
+
+/// What the test-only actions do: move the store's mock clock, and reclaim
+/// expired records now.
+pub trait TestHooks: Send + Sync + 'static {
+    /// Moves the store's clock forward.
+    fn advance(&self, by: Duration);
+    /// Reclaims expired records; returns how many.
+    fn sweep(&self) -> usize;
 }
 
 impl std::fmt::Debug for ConnConfig {
@@ -29,7 +40,7 @@ impl std::fmt::Debug for ConnConfig {
         f.debug_struct("ConnConfig")
             .field("max_line", &self.max_line)
             .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("test_clock", &self.test_clock.is_some())
+            .field("test_hooks", &self.test_hooks.is_some())
             .finish()
     }
 }
@@ -82,8 +93,15 @@ impl<S: SessionStore> Session<'_, S> {
                 .with_id(req.id);
             }
             Command::DebugAdvanceClock { by } => {
-                if let Some(clock) = &self.cfg.test_clock {
-                    clock.advance(*by);
+                if let Some(hooks) = &self.cfg.test_hooks {
+                    hooks.advance(*by);
+                    return Response::ok().with_id(req.id);
+                }
+            }
+            Command::DebugSweep => {
+                if let Some(hooks) = &self.cfg.test_hooks {
+                    let n = hooks.sweep();
+                    tracing::debug!(swept = n, "debug_sweep");
                     return Response::ok().with_id(req.id);
                 }
             }

@@ -182,9 +182,9 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::Auth { .. } => Response::error("bad_request", "auth is answered by the connection, not the store"),
-        Command::DebugAdvanceClock { .. } => Response::error(
+        c @ (Command::DebugAdvanceClock { .. } | Command::DebugSweep) => Response::error(
             "unknown_action",
-            "debug_advance_clock is test-only: start the server with --unsafe-test-clock",
+            format!("{} is test-only: start the server with --unsafe-test-clock", c.action()),
         ),
         // `Command` is non-exhaustive for other crates; every action of this
         // protocol version is handled above.

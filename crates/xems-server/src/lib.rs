@@ -14,8 +14,7 @@ pub mod cli;
 mod conn;
 mod handler;
 mod net;
-pub mod standin;
 
-pub use conn::{ConnConfig, serve_connection};
+pub use conn::{ConnConfig, TestHooks, serve_connection};
 pub use handler::handle;
 pub use net::{ListenAddr, ServeConfig, ServeError, serve};

@@ -6,10 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use xems_core::{Clock, MockClock, SystemClock};
+use xems_core::MockClock;
+use xems_engine::Engine;
 use xems_server::cli::{Config, SecretSource};
-use xems_server::standin::StandIn;
-use xems_server::{ConnConfig, ServeConfig, serve, serve_connection};
+use xems_server::{ConnConfig, ServeConfig, TestHooks, serve, serve_connection};
+
+/// The test-only hooks: the engine's mock clock and its sweeper.
+struct EngineHooks {
+    engine: Engine,
+    clock: MockClock,
+}
+
+impl TestHooks for EngineHooks {
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn sweep(&self) -> usize {
+        self.engine.sweep_expired()
+    }
+}
 
 fn main() -> ExitCode {
     let cfg = match Config::from_env() {
@@ -38,18 +54,27 @@ fn main() -> ExitCode {
         SecretSource::Env | SecretSource::File => {}
     }
     if let Some(n) = cfg.cache_size {
-        tracing::info!(cache_size = n, "cache size hint received");
+        // A hint only: turning it into a hard record limit would log users
+        // out when a sandbox fills up. Limits are set with --sandbox-limit.
+        tracing::info!(cache_size = n, "cache size hint received (records per sandbox; not a hard limit)");
     }
+    let mut builder = cfg.engine_builder();
     let test_clock = cfg.unsafe_test_clock.then(|| {
         tracing::warn!("--unsafe-test-clock: the store runs on a mock clock moved by clients. TEST ONLY.");
         MockClock::starting_now()
     });
-    let clock: Arc<dyn Clock> = match &test_clock {
-        Some(c) => Arc::new(c.clone()),
-        None => Arc::new(SystemClock),
+    if let Some(clock) = &test_clock {
+        builder = builder.clock(clock.clone()).sweep_interval(None);
+    }
+    let store = match builder.build() {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("xems: {e}");
+            return ExitCode::from(2);
+        }
     };
-    // INTERIM until xems-engine lands: the unencrypted stand-in store.
-    let store = StandIn::new(clock);
+    let test_hooks =
+        test_clock.map(|clock| Arc::new(EngineHooks { engine: store.clone(), clock }) as Arc<dyn TestHooks>);
 
     let runtime = match cfg.serve {
         None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
@@ -62,7 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let conn = ConnConfig { max_line: cfg.max_line, auth_token: None, test_clock };
+    let conn = ConnConfig { max_line: cfg.max_line, auth_token: None, test_hooks };
     let code = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
