@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn over_long_lines_are_dropped_and_counted() {
-        let big = vec![b'x'; 50];
+        let big = [b'x'; 50];
         let got = collect(10, &[&big[..20], &big[20..], b"\nok\n"]);
         assert_eq!(got, vec![Err(50), Ok(b"ok".to_vec())]);
         // An over-long line in one chunk, and one cut by end of input.

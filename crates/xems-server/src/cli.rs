@@ -327,13 +327,13 @@ impl Config {
                     (None, Some(t)) => Some(Zeroizing::new(t.into_bytes())),
                     (None, None) => None,
                 };
-                if let Some(t) = &token {
-                    if t.len() < 16 {
-                        return Err(ConfigError(format!(
-                            "the auth token must be at least 16 bytes, got {} (generate one with: head -c 32 /dev/urandom | base64)",
-                            t.len()
-                        )));
-                    }
+                if let Some(t) = &token
+                    && t.len() < 16
+                {
+                    return Err(ConfigError(format!(
+                        "the auth token must be at least 16 bytes, got {} (generate one with: head -c 32 /dev/urandom | base64)",
+                        t.len()
+                    )));
                 }
                 if token.is_none() && listen.iter().any(|l| matches!(l, ListenAddr::Tcp(_))) {
                     return Err(ConfigError(

@@ -38,22 +38,23 @@ fn create_opts(
     o
 }
 
-/// The `data` text of a value in the requested encoding.
-fn data_of(value: &Value, encoding: Encoding) -> Result<String, Response> {
+/// The `data` text of a value in the requested encoding; `None` when the
+/// value is not UTF-8 and UTF-8 was asked for.
+fn data_of(value: &Value, encoding: Encoding) -> Option<String> {
     match encoding {
-        Encoding::Base64 => Ok(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
-        Encoding::Utf8 => value.as_str().map(str::to_owned).map_err(|_| {
-            Response::error("not_utf8", "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"")
-        }),
+        Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
+        Encoding::Utf8 => value.as_str().ok().map(str::to_owned),
     }
 }
 
 /// The response to a successful read: `data`, and `new_token` when the
 /// client must switch tokens (after a rotation, or on a grace hit).
 fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
-    let data = match data_of(&r.value, encoding) {
-        Ok(d) => d,
-        Err(e) => return e,
+    let Some(data) = data_of(&r.value, encoding) else {
+        return Response::error(
+            "not_utf8",
+            "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
+        );
     };
     let mut resp = Response::ok().with_data(data);
     if let Some(t) = &r.token {
