@@ -90,7 +90,9 @@ fn main() -> ExitCode {
     let conn = ConnConfig { max_line: cfg.max_line, auth_token: None, test_hooks };
     let code = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(on_signal(shutdown.clone()));
+        // Installed before the first request is read, so a signal that
+        // follows any answer is always handled.
+        install_signal_handlers(shutdown.clone());
         match cfg.serve {
             None => {
                 tracing::info!("stdio sidecar ready");
@@ -131,17 +133,20 @@ fn main() -> ExitCode {
     code
 }
 
-async fn on_signal(shutdown: CancellationToken) {
+/// Registers SIGTERM and SIGINT now; a task cancels `shutdown` on either.
+fn install_signal_handlers(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
 }
 
 fn init_logging(filter: &str) {
