@@ -41,7 +41,7 @@ Examples:
 #[command(name = "xems", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Options of every mode.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Store and logging (every mode)")]
     pub common: CommonArgs,
     /// The mode; `stdio` when absent.
     #[command(subcommand)]
