@@ -137,11 +137,13 @@ impl Server {
             let _ = child.kill();
             panic!("xems serve did not report a TCP listener; stderr:\n{}", log.lock().unwrap())
         });
-        // The Unix listener is bound before the accept loops start, and
-        // right after the TCP one; wait until it exists.
+        // The Unix listener is bound right after the TCP one; wait for its
+        // log line (the path may hold a stale socket until then).
+        let wanted = format!("listener={unix}");
         let start = Instant::now();
-        while !sock.exists() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(10));
+        while !log.lock().unwrap().contains(&wanted) {
+            assert!(start.elapsed() < Duration::from_secs(20), "no unix listener; stderr:\n{}", log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(5));
         }
         Server { child, tcp: Some(addr), unix: Some(sock.to_path_buf()), stderr: log, dir }
     }
