@@ -193,3 +193,50 @@ async fn run<S: SessionStore>(
         other => Response::error("unknown_action", format!("action {:?} is not supported", other.action())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use xems_engine::Engine;
+    use xems_protocol::{Status, decode_request};
+
+    use super::*;
+
+    async fn ask(store: &Engine, line: &str) -> Response {
+        handle(store, decode_request(line.as_bytes()).expect("valid request")).await
+    }
+
+    #[tokio::test]
+    async fn verbose_adds_the_extension_fields() {
+        let e = Engine::new();
+        let r = ask(&e, r#"{"action":"set","sandbox":"s","key":"k","value":"v","verbose":true}"#).await;
+        assert_eq!(r.meta.as_ref().map(|m| m.version), Some(1));
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"k","rotate":true,"verbose":true}"#).await;
+        assert_eq!(r.outcome, Some(Outcome::Rotated));
+        assert!(r.new_token.is_some() && r.meta.is_some());
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"k"}"#).await;
+        assert_eq!((r.outcome, r.meta.is_some()), (None, false), "host shape without verbose");
+        assert!(r.new_token.is_some(), "a grace hit names the current token");
+        let r = ask(&e, r#"{"action":"del","sandbox":"s","key":"nothing","verbose":true}"#).await;
+        assert_eq!(r.deleted, Some(false));
+    }
+
+    #[tokio::test]
+    async fn binary_values_need_base64_to_be_read() {
+        let e = Engine::new();
+        e.set("s", "bin", &[0xff, 0x00], CreateOptions::new()).await.unwrap();
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"bin"}"#).await;
+        assert_eq!((r.status, r.code.as_deref()), (Status::Error, Some("not_utf8")));
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"bin","encoding":"base64"}"#).await;
+        assert_eq!(r.data.as_deref(), Some("/wA="));
+    }
+
+    #[tokio::test]
+    async fn store_errors_keep_their_codes() {
+        let e = Engine::new();
+        let r = ask(&e, r#"{"action":"set","sandbox":"bad name","key":"k","value":"v"}"#).await;
+        assert_eq!(r.code.as_deref(), Some("invalid_sandbox"));
+        assert!(r.error.unwrap().contains("bad name"));
+        let r = ask(&e, r#"{"action":"auth","token":"x"}"#).await;
+        assert_eq!(r.status, Status::Error, "auth belongs to the connection layer");
+    }
+}
