@@ -323,6 +323,38 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawRotate<'a> {
     }
 }
 
+/// A non-negative number of milliseconds. JavaScript hosts send numbers, so
+/// a finite fractional value is accepted too and rounded down.
+#[derive(Clone, Copy, Debug)]
+struct Millis(u64);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative number of milliseconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Millis, E> {
+                Ok(Millis(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Millis, E> {
+                u64::try_from(v).map(Millis).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Millis, E> {
+                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                    // In range, so the cast cannot saturate.
+                    Ok(Millis(v as u64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The flat form of a line: every field any action uses, all optional.
 #[derive(Deserialize)]
 struct Raw<'a> {
@@ -343,7 +375,7 @@ struct Raw<'a> {
     absolute_ttl: Option<Cow<'a, str>>,
     #[serde(borrow)]
     rotate: Option<RawRotate<'a>>,
-    grace_period: Option<u64>,
+    grace_period: Option<Millis>,
     refresh: Option<bool>,
     #[serde(borrow)]
     to: Option<Cow<'a, str>>,
@@ -558,7 +590,7 @@ impl Fields<'_, '_> {
     }
 
     fn grace(&self) -> Result<Option<Duration>, DecodeError> {
-        match self.raw.grace_period {
+        match self.raw.grace_period.map(|m| m.0) {
             None => Ok(None),
             Some(ms) if Duration::from_millis(ms) > MAX_GRACE => Err(DecodeError::InvalidField {
                 field: "grace_period",
@@ -687,6 +719,11 @@ mod tests {
         assert_eq!(code(br#"{"action":"get","sandbox":"s","key":"k","grace_period":60000}"#), "invalid_argument");
         assert_eq!(code(br#"{"action":"get","sandbox":"s","key":"k","grace_period":-1}"#), "bad_request");
         assert_eq!(code(br#"{"action":"get","sandbox":"s","key":"k","grace_period":1e400}"#), "bad_request");
+        assert_eq!(code(br#"{"action":"get","sandbox":"s","key":"k","grace_period":-0.5}"#), "bad_request");
+        assert_eq!(code(br#"{"action":"get","sandbox":"s","key":"k","grace_period":"1000"}"#), "bad_request");
+        let req = decode_request(br#"{"action":"get","sandbox":"s","key":"k","rotate":true,"grace_period":1500.7}"#);
+        let Command::Get { grace, .. } = req.unwrap().command else { panic!() };
+        assert_eq!(grace, Some(Duration::from_millis(1500)), "JavaScript numbers are accepted, rounded down");
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":"v","ttl":"0s"}"#), "invalid_duration");
         assert_eq!(code(br#"{"action":"ping","action":"ping"}"#), "bad_request");
         assert_eq!(code(b"[1,2]"), "bad_request");
