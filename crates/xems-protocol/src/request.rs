@@ -343,7 +343,7 @@ impl<'de> Deserialize<'de> for Millis {
                 u64::try_from(v).map(Millis).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Millis, E> {
-                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                if (0.0..1.8e19).contains(&v) {
                     // In range, so the cast cannot saturate.
                     Ok(Millis(v as u64))
                 } else {
