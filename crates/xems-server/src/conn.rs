@@ -21,6 +21,10 @@ pub struct ConnConfig {
     pub max_line: usize,
     /// The shared token of the `auth` handshake, if one is configured.
     pub auth_token: Option<Arc<Zeroizing<Vec<u8>>>>,
+    /// How long a connection that must authenticate may take to do so
+    /// before it is closed (so idle unauthenticated sockets cannot hold
+    /// connection slots).
+    pub auth_timeout: Duration,
     /// The hooks behind `debug_advance_clock` and `debug_sweep` (servers
     /// started with `--unsafe-test-clock` only).
     pub test_hooks: Option<Arc<dyn TestHooks>>,
@@ -39,6 +43,7 @@ impl std::fmt::Debug for ConnConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnConfig")
             .field("max_line", &self.max_line)
+            .field("auth_timeout", &self.auth_timeout)
             .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
             .field("test_hooks", &self.test_hooks.is_some())
             .finish()
@@ -136,10 +141,20 @@ where
     let mut lines = LineBuffer::new(cfg.max_line);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
+    let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
+    tokio::pin!(auth_deadline);
     loop {
         let n = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            () = &mut auth_deadline, if !session.authenticated => {
+                tracing::info!("closing a connection that did not authenticate in time");
+                out.clear();
+                encode_response(&Response::error("unauthorized", "no auth within the time limit; closing"), &mut out);
+                writer.write_all(&out).await?;
+                writer.flush().await?;
+                break;
+            }
             r = reader.read(&mut chunk) => r?,
         };
         if n == 0 {
@@ -175,4 +190,57 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use xems_engine::Engine;
+
+    use super::*;
+
+    fn cfg(timeout: Duration) -> ConnConfig {
+        ConnConfig {
+            max_line: 1024,
+            auth_token: Some(Arc::new(Zeroizing::new(b"0123456789abcdef".to_vec()))),
+            auth_timeout: timeout,
+            test_hooks: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_connections_are_closed_after_the_timeout() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (sr, sw) = tokio::io::split(server);
+        let task = tokio::spawn(async move {
+            let cfg = cfg(Duration::from_millis(50));
+            serve_connection(&Engine::new(), &cfg, true, sr, sw, CancellationToken::new()).await
+        });
+        let mut lines = BufReader::new(client).lines();
+        let line = lines.next_line().await.unwrap().unwrap();
+        assert!(line.contains("\"code\":\"unauthorized\"") && line.contains("time limit"), "{line}");
+        assert!(lines.next_line().await.unwrap().is_none(), "then the connection closes");
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn authenticated_connections_have_no_deadline() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (sr, sw) = tokio::io::split(server);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let cfg = cfg(Duration::from_millis(50));
+            serve_connection(&Engine::new(), &cfg, true, sr, sw, shutdown).await
+        });
+        let (cr, mut cw) = tokio::io::split(client);
+        cw.write_all(b"{\"action\":\"auth\",\"token\":\"0123456789abcdef\"}\n").await.unwrap();
+        let mut lines = BufReader::new(cr).lines();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"status\":\"ok\"}");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        cw.write_all(b"{\"action\":\"ping\"}\n").await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"status\":\"ok\",\"data\":\"pong\"}");
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
 }

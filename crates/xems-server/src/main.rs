@@ -87,7 +87,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let conn = ConnConfig { max_line: cfg.max_line, auth_token: None, test_hooks };
+    let conn =
+        ConnConfig { max_line: cfg.max_line, auth_token: None, auth_timeout: Duration::from_secs(10), test_hooks };
     let code = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         // Installed before the first request is read, so a signal that
