@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use xems_core::{
@@ -129,7 +128,7 @@ impl SandboxKeys {
     pub(crate) fn session_id(&self, family: u64) -> SessionId {
         let mut h = SipHasher13::new_with_keys(self.sid.0, self.sid.1);
         h.write_u64(family);
-        SessionId::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finish().to_be_bytes()))
+        SessionId::from_u64(h.finish())
     }
 }
 
@@ -536,7 +535,7 @@ impl SandboxCore {
             Some(v) => sealed_len(v.len()),
             None => {
                 let mut cx = self.cx();
-                let len = self.shard(route).lock().sealed_len(&mut cx, &digest.index());
+                let len = self.shard(route).lock().sealed_len(&mut cx, &digest.index(), digest.fingerprint());
                 self.emit(cx);
                 match len {
                     Some(len) => len as u64,
@@ -811,5 +810,68 @@ impl Sandbox {
     /// What the shards hold, counted directly.
     pub fn census(&self) -> Census {
         self.core.census()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xems_core::{KeyDeriver, MasterSecret};
+
+    use super::*;
+
+    fn keys(sandbox: &str, secret: &MasterSecret) -> SandboxKeys {
+        SandboxKeys::derive(sandbox, &KeyDeriver::new(secret, b"stable"), &KeyDeriver::new(secret, b"process"))
+    }
+
+    fn open(keys: &SandboxKeys, family: u64, version: u32, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut buf = sealed[FAMILY_PREFIX..].to_vec();
+        keys.open_value(family, version, &mut buf)?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_for_its_record_version_and_sandbox() {
+        let secret = MasterSecret::generate();
+        let a = keys("a", &secret);
+        let b = keys("b", &secret);
+        let sealed = a.seal_value(7, 3, b"marker-plaintext");
+        assert_eq!(u64::from_le_bytes(sealed[..8].try_into().unwrap()), 7, "family prefix");
+        assert!(!sealed.windows(6).any(|w| w == b"marker"), "no plaintext in the sealed bytes");
+        assert_eq!(open(&a, 7, 3, &sealed).unwrap(), b"marker-plaintext");
+        assert_eq!(open(&a, 8, 3, &sealed), Err(OpenError), "moved onto another record");
+        assert_eq!(open(&a, 7, 2, &sealed), Err(OpenError), "rolled back to another version");
+        assert_eq!(open(&b, 7, 3, &sealed), Err(OpenError), "moved to another sandbox");
+        let other_process = SandboxKeys::derive(
+            "a",
+            &KeyDeriver::new(&secret, b"stable"),
+            &KeyDeriver::new(&secret, b"another process"),
+        );
+        assert_eq!(open(&other_process, 7, 3, &sealed), Err(OpenError), "another process's key");
+        for i in FAMILY_PREFIX..sealed.len() {
+            let mut tampered = sealed.to_vec();
+            tampered[i] ^= 0x01;
+            assert_eq!(open(&a, 7, 3, &tampered), Err(OpenError), "byte {i} flipped");
+        }
+    }
+
+    #[test]
+    fn sealed_tokens_bind_family_and_rotation() {
+        let secret = MasterSecret::generate();
+        let a = keys("a", &secret);
+        let token = Token::mint(1);
+        let sealed = a.seal_token(5, 2, &token);
+        assert_eq!(a.open_token(5, 2, &sealed).unwrap(), token);
+        assert!(a.open_token(5, 3, &sealed).is_err());
+        assert!(a.open_token(6, 2, &sealed).is_err());
+        assert!(!sealed.windows(10).any(|w| token.expose().as_bytes().windows(10).any(|t| t == w)));
+    }
+
+    #[test]
+    fn session_ids_are_stable_per_family_and_distinct() {
+        let secret = MasterSecret::generate();
+        let a = keys("a", &secret);
+        assert_eq!(a.session_id(1), a.session_id(1));
+        assert_ne!(a.session_id(1), a.session_id(2));
+        assert_ne!(a.session_id(1), keys("b", &secret).session_id(1));
     }
 }

@@ -11,7 +11,7 @@
 //! ```text
 //! table:   HashTable<u32>  entry = record slot, or alias slot | ALIAS
 //! records: Slab<Record>    key(16) sealed-box(16) deadlines(24) version,
-//!                          ttl, wheel bucket, flags (16)
+//!                          ttl, wheel bucket, extra slot (16)
 //! sealed:  family id (8, LE) || AES-256-GCM ciphertext || tag (16)
 //! ```
 //!
@@ -33,8 +33,10 @@ use crate::wheel::{BucketId, Wheel};
 
 /// Tags an index entry that points at a retired token (alias) slot.
 const ALIAS: u32 = 1 << 31;
-/// The record has an entry in `extras`.
-const HAS_EXTRA: u32 = 1;
+/// No extra (in `Record::extra`).
+const NO_EXTRA: u32 = u32::MAX;
+/// Retired tokens a session keeps in any case, while in their grace window.
+const MAX_RETIRED: usize = 1024;
 
 /// Bytes of the family id prefix in a sealed value.
 pub(crate) const FAMILY_PREFIX: usize = 8;
@@ -52,7 +54,8 @@ struct Record {
     idle_ttl_ms: u32,
     /// The one wheel bucket this record is validly registered in.
     wheel: BucketId,
-    flags: u32,
+    /// Slot of this record's [`Extra`], or `NO_EXTRA`.
+    extra: u32,
 }
 
 impl Record {
@@ -63,11 +66,11 @@ impl Record {
     }
 }
 
-/// A rotated-away token of a live session.
+/// A rotated-away token of a live session. Aliases leave with their
+/// session (see `remove_family`), so `record` always names a live record.
 struct Alias {
     key: [u8; 16],
     record: u32,
-    family: u64,
     grace_until: u64,
 }
 
@@ -193,7 +196,7 @@ pub(crate) struct Shard {
     table: HashTable<u32>,
     records: Slab<Record>,
     aliases: Slab<Alias>,
-    extras: HashMap<u32, Extra>,
+    extras: Slab<Extra>,
     subjects: HashMap<[u8; 16], Vec<u32>>,
     wheel: Wheel,
     pub(crate) counters: Counters,
@@ -205,7 +208,7 @@ impl Shard {
             table: HashTable::new(),
             records: Slab::new(),
             aliases: Slab::new(),
-            extras: HashMap::new(),
+            extras: Slab::new(),
             subjects: HashMap::new(),
             wheel: Wheel::new(epoch_ms),
             counters: Counters::default(),
@@ -252,14 +255,6 @@ impl Shard {
         let Some(entry) = self.find(key) else { return Addr::Missing };
         let (slot, grace_until) = if entry & ALIAS != 0 {
             let alias = self.aliases.get(entry & !ALIAS).expect("index entry points at a live alias");
-            let live = self.records.get(alias.record).is_some_and(|r| r.family() == alias.family);
-            if !live {
-                // Cannot happen: a session's aliases leave with it. Heal anyway.
-                let a = entry & !ALIAS;
-                self.index_remove(key, entry);
-                self.aliases.remove(a);
-                return Addr::Missing;
-            }
             (alias.record, Some(alias.grace_until))
         } else {
             (entry, None)
@@ -280,11 +275,7 @@ impl Shard {
 
     fn meta(&self, slot: u32, capped: bool) -> MetaParts {
         let r = self.records.get(slot).expect("meta of a live record");
-        let created_at = if r.flags & HAS_EXTRA != 0 {
-            self.extras.get(&slot).map_or(r.token_born, |x| x.created_at)
-        } else {
-            r.token_born
-        };
+        let created_at = self.extras.get(r.extra).map_or(r.token_born, |x| x.created_at);
         MetaParts {
             family: r.family(),
             version: r.version,
@@ -303,15 +294,20 @@ impl Shard {
 
     fn extra_mut(&mut self, slot: u32) -> &mut Extra {
         let r = self.records.get_mut(slot).expect("extra of a live record");
-        r.flags |= HAS_EXTRA;
-        let created_at = r.token_born;
-        self.extras.entry(slot).or_insert_with(|| Extra {
-            created_at,
-            subject: None,
-            retired: VecDeque::new(),
-            current: None,
-            rotations: 0,
-        })
+        if r.extra == NO_EXTRA {
+            r.extra = self.extras.insert(Extra {
+                created_at: r.token_born,
+                subject: None,
+                retired: VecDeque::new(),
+                current: None,
+                rotations: 0,
+            });
+        }
+        self.extras.get_mut(r.extra).expect("record's extra is live")
+    }
+
+    fn extra(&self, slot: u32) -> Option<&Extra> {
+        self.extras.get(self.records.get(slot)?.extra)
     }
 
     fn register(&mut self, slot: u32, now: u64) {
@@ -372,7 +368,7 @@ impl Shard {
             version: 1,
             idle_ttl_ms: life.ttl_ms,
             wheel: 0,
-            flags: 0,
+            extra: NO_EXTRA,
         };
         let slot = self.records.insert(record);
         self.index_insert(&key, slot);
@@ -390,9 +386,7 @@ impl Shard {
     fn remove_family(&mut self, cx: &mut Cx<'_>, slot: u32, kind: EventKind, detail: &'static str) {
         let Some(record) = self.records.remove(slot) else { return };
         self.index_remove(&record.key, slot);
-        if record.flags & HAS_EXTRA != 0
-            && let Some(extra) = self.extras.remove(&slot)
-        {
+        if let Some(extra) = self.extras.remove(record.extra) {
             for a in extra.retired {
                 if let Some(alias) = self.aliases.remove(a) {
                     self.index_remove(&alias.key, a | ALIAS);
@@ -442,7 +436,8 @@ impl Shard {
         let old_key = std::mem::replace(&mut record.key, new_key);
         record.token_born = now;
         let family = record.family();
-        let alias = self.aliases.insert(Alias { key: old_key, record: slot, family, grace_until: now + grace_ms });
+        let extra_slot = record.extra;
+        let alias = self.aliases.insert(Alias { key: old_key, record: slot, grace_until: now + grace_ms });
         // The old key's index entry now points at the alias; the new key at
         // the record.
         if let Some(e) = self.table.find_mut(hash16(&old_key), |&e| e == slot) {
@@ -450,10 +445,19 @@ impl Shard {
         }
         self.index_insert(&new_key, slot);
 
-        let extra = self.extras.get_mut(&slot).expect("extra was just ensured");
+        let Shard { extras, aliases, .. } = self;
+        let extra = extras.get_mut(extra_slot).expect("extra was just ensured");
         extra.retired.push_back(alias);
+        // Forget the oldest retired tokens beyond the window, but never one
+        // still in its grace window (a burst of rotations must not push out
+        // a token a concurrent request still carries), up to a hard cap.
         let mut dropped: SmallVec<[u32; 2]> = SmallVec::new();
         while extra.retired.len() > window {
+            let oldest = *extra.retired.front().expect("longer than the window");
+            let in_grace = aliases.get(oldest).is_some_and(|a| a.grace_until > now);
+            if in_grace && extra.retired.len() <= MAX_RETIRED {
+                break;
+            }
             dropped.extend(extra.retired.pop_front());
         }
         extra.rotations = extra.rotations.wrapping_add(1);
@@ -472,7 +476,7 @@ impl Shard {
 
     /// The current token of a session whose retired token is in grace.
     fn current_token(&self, cx: &Cx<'_>, slot: u32) -> Option<Token> {
-        let extra = self.extras.get(&slot)?;
+        let extra = self.extra(slot)?;
         let current = extra.current.as_ref()?;
         let family = self.records.get(slot)?.family();
         cx.sb.keys.open_token(family, extra.rotations, &current.sealed).ok()
@@ -515,7 +519,8 @@ impl Shard {
                     (Some(self.rotate(cx, slot, route, ms_u64(opts.grace))), ResolveOutcome::Rotated)
                 } else {
                     // Drop a sealed current token once no grace window needs it.
-                    if let Some(extra) = self.extras.get_mut(&slot)
+                    let extra_slot = self.records.get(slot).expect("live").extra;
+                    if let Some(extra) = self.extras.get_mut(extra_slot)
                         && extra.current.as_ref().is_some_and(|c| c.until <= now)
                     {
                         extra.current = None;
@@ -541,17 +546,9 @@ impl Shard {
         fp: Fingerprint,
         refresh: Refresh,
     ) -> Option<MetaParts> {
-        match self.locate(cx, key) {
-            Addr::Missing => None,
-            Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
-                None
-            }
-            Addr::Live(slot) | Addr::Grace(slot) => {
-                let capped = self.refresh(cx.now, slot, refresh);
-                Some(self.meta(slot, capped))
-            }
-        }
+        let slot = self.use_addr(cx, key, fp)?;
+        let capped = self.refresh(cx.now, slot, refresh);
+        Some(self.meta(slot, capped))
     }
 
     pub(crate) fn del(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> bool {
@@ -683,28 +680,34 @@ impl Shard {
 
     /// Takes a session out of this shard (migration). Its tokens die here.
     pub(crate) fn take(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<Taken> {
-        let slot = match self.locate(cx, key) {
-            Addr::Missing => return None,
-            Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
-                return None;
-            }
-            Addr::Live(slot) | Addr::Grace(slot) => slot,
-        };
+        let slot = self.use_addr(cx, key, fp)?;
         let r = self.records.get(slot).expect("live");
         let taken = Taken {
             sealed: r.sealed[FAMILY_PREFIX..].to_vec(),
             family: r.family(),
             version: r.version,
-            subject: self.extras.get(&slot).and_then(|x| x.subject),
+            subject: self.extra(slot).and_then(|x| x.subject),
         };
         self.remove_family(cx, slot, EventKind::Migrated, "");
         Some(taken)
     }
 
+    /// The record an address leads to, for an operation that uses it: a
+    /// retired token past its grace is a replay and is handled as one.
+    fn use_addr(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<u32> {
+        match self.locate(cx, key) {
+            Addr::Missing => None,
+            Addr::Retired(slot) => {
+                self.reuse(cx, slot, fp);
+                None
+            }
+            Addr::Live(slot) | Addr::Grace(slot) => Some(slot),
+        }
+    }
+
     /// The sealed size of the record an address resolves to.
-    pub(crate) fn sealed_len(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> Option<usize> {
-        let slot = self.family_slot(cx, key)?;
+    pub(crate) fn sealed_len(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<usize> {
+        let slot = self.use_addr(cx, key, fp)?;
         self.records.get(slot).map(|r| r.sealed.len())
     }
 
