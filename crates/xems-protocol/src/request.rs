@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
-use xems_core::{MAX_GRACE, Token, Value, parse_duration};
+use xems_core::{MAX_GRACE, SessionId, Token, Value, parse_duration};
 
 use crate::error::{DecodeError, RequestError};
 
@@ -238,7 +238,7 @@ pub enum Command {
         /// Subject.
         subject: String,
         /// The session's public id.
-        session_id: String,
+        session_id: SessionId,
     },
     /// `stats`: figures and counters.
     Stats,
@@ -532,7 +532,12 @@ fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
         "revoke_session" => Command::RevokeSession {
             sandbox: f.sandbox()?,
             subject: f.subject()?,
-            session_id: f.required("session_id", raw.session_id.as_deref())?.to_owned(),
+            session_id: SessionId::new(f.required("session_id", raw.session_id.as_deref())?).ok_or_else(|| {
+                DecodeError::InvalidField {
+                    field: "session_id",
+                    reason: format!("expected 1 to {} printable ASCII characters", SessionId::MAX_LEN),
+                }
+            })?,
         },
         "stats" => Command::Stats,
         "auth" => Command::Auth { token: Token::from_string(f.required("token", raw.token.as_deref())?.to_owned()) },
@@ -727,6 +732,11 @@ mod tests {
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":"v","ttl":"0s"}"#), "invalid_duration");
         assert_eq!(code(br#"{"action":"ping","action":"ping"}"#), "bad_request");
         assert_eq!(code(b"[1,2]"), "bad_request");
+        assert_eq!(code(br#"{"action":"revoke_session","sandbox":"s","subject":"u","session_id":""}"#), "bad_request");
+        assert_eq!(
+            code(br#"{"action":"revoke_session","sandbox":"s","subject":"u","session_id":"has space"}"#),
+            "bad_request"
+        );
         let err = decode_request(br#"{"id":5,"action":"get","sandbox":"s"}"#).unwrap_err();
         assert_eq!(err.id, Some(Id::Unsigned(5)));
         assert_eq!(err.to_string(), "action \"get\" needs field \"key\"");

@@ -58,7 +58,7 @@ impl From<Outcome> for ResolveOutcome {
 #[non_exhaustive]
 pub struct WireMeta {
     /// Public session id (not a credential).
-    pub id: String,
+    pub id: SessionId,
     /// Version, bumped by each write of the value.
     pub version: u64,
     /// Creation time.
@@ -76,7 +76,7 @@ pub struct WireMeta {
 impl From<&SessionMeta> for WireMeta {
     fn from(m: &SessionMeta) -> Self {
         WireMeta {
-            id: m.id.as_str().to_owned(),
+            id: m.id,
             version: m.version,
             created_at: m.created_at.as_millis(),
             expires_at: m.expires_at.as_millis(),
@@ -90,7 +90,7 @@ impl From<&SessionMeta> for WireMeta {
 impl From<WireMeta> for SessionMeta {
     fn from(w: WireMeta) -> Self {
         SessionMeta::new(
-            SessionId::new(w.id),
+            w.id,
             w.version,
             Timestamp::from_millis(w.created_at),
             Timestamp::from_millis(w.expires_at),
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let meta = SessionMeta::new(
-            SessionId::new("sid"),
+            SessionId::from_u64(7),
             3,
             Timestamp::from_millis(1),
             Timestamp::from_millis(2),

@@ -2,8 +2,8 @@
 
 use base64::Engine as _;
 use xems_core::{
-    CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionId, SessionStore,
-    UpdateOutcome, Value,
+    CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, UpdateOutcome,
+    Value,
 };
 use xems_protocol::{Command, Encoding, Outcome, Request, Response, RotateSpec, WireMeta};
 
@@ -172,7 +172,7 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::RevokeSession { sandbox, subject, session_id } => {
-            let done = store.revoke_session(&sandbox, &subject, &SessionId::new(session_id)).await?;
+            let done = store.revoke_session(&sandbox, &subject, &session_id).await?;
             let mut resp = Response::ok();
             resp.revoked = Some(u64::from(done));
             resp
