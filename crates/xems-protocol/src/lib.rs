@@ -49,10 +49,12 @@ pub const ACTIONS: &[&str] = &[
 ];
 
 /// Runs the decoder and the error encoder over arbitrary bytes, split into
-/// lines the way a server splits them. The fuzz target and the property tests
-/// call this; it must never panic.
+/// lines the way a server splits them, and returns how many response lines
+/// were produced (one per input line). The fuzz target and the property
+/// tests call this; it must never panic.
 #[doc(hidden)]
-pub fn fuzz_entry(data: &[u8]) {
+pub fn fuzz_entry(data: &[u8]) -> usize {
+    let mut answered = 0;
     let mut lines = LineBuffer::new(4096);
     let mut out = Vec::new();
     // Feed in uneven chunks so the splitter's state machine is exercised too.
@@ -60,11 +62,14 @@ pub fn fuzz_entry(data: &[u8]) {
         lines.extend(chunk);
         while let Some(frame) = lines.next_frame() {
             answer_frame(frame, &mut out);
+            answered += 1;
         }
     }
     if let Some(frame) = lines.finish() {
         answer_frame(frame, &mut out);
+        answered += 1;
     }
+    answered
 }
 
 fn answer_frame(frame: Frame<'_>, out: &mut Vec<u8>) {
@@ -77,5 +82,7 @@ fn answer_frame(frame: Frame<'_>, out: &mut Vec<u8>) {
         Frame::TooLong { len } => RequestError::from(DecodeError::LineTooLong { len, max: 4096 }).to_response(),
     };
     encode_response(&response, out);
-    debug_assert!(out.ends_with(b"\n"));
+    // Exactly one line, and valid JSON: what a peer counting lines relies on.
+    assert_eq!(memchr::memchr_iter(b'\n', out).count(), 1, "one response line per frame");
+    assert!(serde_json::from_slice::<Response>(&out[..out.len() - 1]).is_ok(), "responses parse back");
 }

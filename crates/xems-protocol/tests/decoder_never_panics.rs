@@ -55,19 +55,40 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(atoms, 0..64).prop_map(|v| v.concat().into_bytes())
 }
 
+/// One answer per newline, plus one for an unterminated tail.
+fn expected_answers(data: &[u8]) -> usize {
+    let newlines = data.iter().filter(|b| **b == b'\n').count();
+    newlines + usize::from(!data.is_empty() && !data.ends_with(b"\n"))
+}
+
+/// A whole buffer decoded as one line: either a request, or an error whose
+/// code is one of the decoder's.
+fn check_single_line(data: &[u8]) -> Result<(), TestCaseError> {
+    if let Err(e) = decode_request(data) {
+        let code = e.kind.code();
+        prop_assert!(
+            ["bad_request", "unknown_action", "invalid_duration", "invalid_argument"].contains(&code),
+            "unexpected code {}",
+            code
+        );
+        prop_assert!(!e.to_string().is_empty());
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2048)) {
-        fuzz_entry(&data);
-        let _ = decode_request(&data);
+        prop_assert_eq!(fuzz_entry(&data), expected_answers(&data));
+        check_single_line(&data)?;
     }
 
     #[test]
     fn jsonish_bytes_never_panic(data in jsonish()) {
-        fuzz_entry(&data);
-        let _ = decode_request(&data);
+        prop_assert_eq!(fuzz_entry(&data), expected_answers(&data));
+        check_single_line(&data)?;
     }
 
     #[test]
