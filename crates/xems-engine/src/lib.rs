@@ -59,6 +59,7 @@
 
 mod config;
 mod engine;
+mod persist;
 mod sandbox;
 mod shard;
 mod slab;
@@ -66,4 +67,5 @@ mod wheel;
 
 pub use config::{ConfigError, LimitPolicy, ReusePolicy, SandboxLimits};
 pub use engine::{Engine, EngineBuilder};
+pub use persist::{Change, Image, Journal, JournalError, Put, Ticket};
 pub use sandbox::{Census, Sandbox};
