@@ -13,8 +13,8 @@
 //! Every read copies the value out (a store hands back owned bytes) and every
 //! write stores a fresh buffer, as a real request would.
 //!
-//! The xems engine's own cases plug in at [`xems_engine_cases`] and
-//! [`memory_case`] (search for `XEMS ENGINE`).
+//! The xems engine's own cases plug in at `xems_engine_cases` and
+//! `memory_case` (search for `XEMS ENGINE`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,20 +194,42 @@ pub struct XemsFigures {
 // ---------------------------------------------------------------------------
 // XEMS ENGINE: the plug-in point.
 //
-// When `crates/xems-engine` lands, build the engine here and hand it to
-// `store_cases`, which runs create / resolve / resolve+rotate / set / get
-// through the `SessionStore` trait on 1 and 2 threads. A sync fast path of
-// the engine, if it has one, can be measured beside it with `run_threads`
-// (name those rows `xems <op> (sync)`; the ratios use the trait rows).
-// Then fill in the `"xems-engine"` arm of `memory_case` below.
+// `xems_engine_cases` builds the default engine (`Engine::new()`: random
+// ephemeral key, system clock, sweeper thread, audit log on) and runs
+// create / resolve / resolve+rotate / set / get through the `SessionStore`
+// trait with `store_cases`, plus resolve+rotate through the engine's sync
+// fast path (`Sandbox::resolve`), rows named `xems resolve+rotate (sync)`.
+// The headline ratios use the trait rows (tower-sessions is measured
+// through its trait too). `memory_case("xems-engine")` fills an engine for
+// `bytes_per_session`.
 // ---------------------------------------------------------------------------
 
-/// XEMS ENGINE: the engine's cases, or `None` while the engine is not in the
-/// workspace.
-fn xems_engine_cases(_cfg: &RunConfig, _value: &[u8]) -> Option<XemsFigures> {
-    // let make = || xems_engine::Engine::builder().build().expect("engine");
-    // Some(store_cases(make, _cfg, _value, PRELOAD))
-    None
+/// XEMS ENGINE: the engine's cases.
+fn xems_engine_cases(cfg: &RunConfig, value: &[u8]) -> Option<XemsFigures> {
+    let mut figures = store_cases(xems_engine::Engine::new, cfg, value, PRELOAD);
+    for threads in [1, 2] {
+        let engine = xems_engine::Engine::new();
+        let sandbox = engine.sandbox(SANDBOX).expect("a valid sandbox name");
+        let tokens: Vec<String> = (0..PRELOAD)
+            .map(|_| sandbox.create(value, CreateOptions::new()).expect("create").token.expose().to_owned())
+            .collect();
+        let shares: Vec<Mutex<Vec<String>>> =
+            (0..threads).map(|t| Mutex::new(tokens.iter().skip(t).step_by(threads).cloned().collect())).collect();
+        figures.rows.push(run_threads("xems resolve+rotate (sync)", &cfg.with_threads(threads), |i| {
+            let sandbox = &sandbox;
+            let mut mine = std::mem::take(&mut *shares[i].lock());
+            let mut rng = FastRng::new(800 + i as u64);
+            move || {
+                let idx = rng.below(mine.len());
+                let slot = &mut mine[idx];
+                let r = sandbox.resolve(slot, ResolveOptions::rotating()).expect("resolve").expect("live");
+                if let Some(next) = r.token {
+                    *slot = next.expose().to_owned();
+                }
+            }
+        }));
+    }
+    Some(figures)
 }
 
 /// Names of the memory cases [`memory_case`] knows.
@@ -219,9 +241,8 @@ pub fn memory_case(name: &str) -> Option<FillFn> {
         "hashmap" => Some(fill_hashmap),
         "moka" => Some(fill_moka),
         "tower-sessions" => Some(fill_tower_sessions),
-        // XEMS ENGINE: replace with a fill that creates `n` sessions through
-        // the engine, e.g. `Some(|n| fill_store(make_engine(), n))`.
-        "xems-engine" => Some(|_| anyhow::bail!("the xems engine is not wired into xems-bench yet")),
+        // XEMS ENGINE: `n` sessions created through the trait.
+        "xems-engine" => Some(|n| fill_store(xems_engine::Engine::new(), n)),
         _ => None,
     }
 }
@@ -448,6 +469,10 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     for (suffix, t) in [("", 1), ("_2t", 2)] {
         let rotate = ops("xems resolve+rotate", t);
         put(&format!("rotate_vs_tower_sessions{suffix}"), report::ratio(rotate, ops("tower-sessions load+save", t)));
+        put(
+            &format!("rotate_sync_vs_tower_sessions{suffix}"),
+            report::ratio(ops("xems resolve+rotate (sync)", t), ops("tower-sessions load+save", t)),
+        );
         put(&format!("rotate_vs_hashmap{suffix}"), report::ratio(rotate, ops("hashmap get+insert", t)));
         put(&format!("rotate_vs_moka{suffix}"), report::ratio(rotate, ops("moka get+insert", t)));
         put(

@@ -157,7 +157,7 @@ impl fmt::Debug for MasterSecret {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         // An odd digit count is a length problem: report it as one.
         return s.bytes().all(|b| b.is_ascii_hexdigit()).then(|| vec![0; s.len() / 2]);
     }

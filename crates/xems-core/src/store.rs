@@ -134,32 +134,76 @@ impl ResolveOptions {
 }
 
 /// The public identifier of a session: safe to show to its user and to log,
-/// useless as a credential.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionId(String);
+/// useless as a credential. Stable across rotations. At most 31 ASCII
+/// characters, stored inline (no allocation on the hot path).
+///
+/// ```
+/// use xems_core::SessionId;
+///
+/// let id = SessionId::from_u64(42);
+/// assert_eq!(id.as_str().len(), 11);
+/// assert_eq!(SessionId::new(id.as_str()), Some(id));
+/// assert_eq!(SessionId::new(""), None);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId {
+    len: u8,
+    bytes: [u8; 31],
+}
 
 impl SessionId {
-    /// Wraps an id string.
-    pub fn new(id: impl Into<String>) -> Self {
-        SessionId(id.into())
+    /// The longest id.
+    pub const MAX_LEN: usize = 31;
+
+    /// An id from its text: 1 to 31 printable ASCII characters.
+    pub fn new(id: &str) -> Option<Self> {
+        let b = id.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX_LEN || !b.iter().all(|c| c.is_ascii_graphic()) {
+            return None;
+        }
+        let mut bytes = [0u8; 31];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(SessionId { len: b.len() as u8, bytes })
+    }
+
+    /// The id of a 64-bit value: 11 URL-safe base64 characters.
+    pub fn from_u64(v: u64) -> Self {
+        use base64::Engine as _;
+        let mut bytes = [0u8; 31];
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(v.to_be_bytes(), &mut bytes)
+            .expect("11 characters fit in 31");
+        SessionId { len: len as u8, bytes }
     }
 
     /// The id text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("ids are ASCII")
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.0)
+        write!(f, "SessionId({})", self.as_str())
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        SessionId::new(&s).ok_or_else(|| serde::de::Error::custom("a session id is 1 to 31 printable ASCII characters"))
     }
 }
 
@@ -565,79 +609,47 @@ impl<S: SessionStore> DynSessionStore for S {
 }
 
 impl SessionStore for Arc<dyn DynSessionStore> {
-    fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> impl Future<Output = Result<Created>> + Send {
-        async move { (**self).dyn_create(sandbox, value, opts).await }
+    async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
+        (**self).dyn_create(sandbox, value, opts).await
     }
-    fn resolve(
-        &self,
-        sandbox: &str,
-        token: &str,
-        opts: ResolveOptions,
-    ) -> impl Future<Output = Result<Option<Resolved>>> + Send {
-        async move { (**self).dyn_resolve(sandbox, token, opts).await }
+    async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
+        (**self).dyn_resolve(sandbox, token, opts).await
     }
-    fn set(
-        &self,
-        sandbox: &str,
-        key: &str,
-        value: &[u8],
-        opts: CreateOptions,
-    ) -> impl Future<Output = Result<SessionMeta>> + Send {
-        async move { (**self).dyn_set(sandbox, key, value, opts).await }
+    async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
+        (**self).dyn_set(sandbox, key, value, opts).await
     }
-    fn del(&self, sandbox: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_del(sandbox, key).await }
+    async fn del(&self, sandbox: &str, key: &str) -> Result<bool> {
+        (**self).dyn_del(sandbox, key).await
     }
-    fn exists(&self, sandbox: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_exists(sandbox, key).await }
+    async fn exists(&self, sandbox: &str, key: &str) -> Result<bool> {
+        (**self).dyn_exists(sandbox, key).await
     }
-    fn touch(
-        &self,
-        sandbox: &str,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<Option<SessionMeta>>> + Send {
-        async move { (**self).dyn_touch(sandbox, key, ttl).await }
+    async fn touch(&self, sandbox: &str, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
+        (**self).dyn_touch(sandbox, key, ttl).await
     }
-    fn update_if(
-        &self,
-        sandbox: &str,
-        key: &str,
-        expected_version: u64,
-        value: &[u8],
-    ) -> impl Future<Output = Result<UpdateOutcome>> + Send {
-        async move { (**self).dyn_update_if(sandbox, key, expected_version, value).await }
+    async fn update_if(&self, sandbox: &str, key: &str, expected_version: u64, value: &[u8]) -> Result<UpdateOutcome> {
+        (**self).dyn_update_if(sandbox, key, expected_version, value).await
     }
-    fn migrate(
+    async fn migrate(
         &self,
         from: &str,
         token: &str,
         to: &str,
         value: Option<&[u8]>,
         opts: CreateOptions,
-    ) -> impl Future<Output = Result<Option<Created>>> + Send {
-        async move { (**self).dyn_migrate(from, token, to, value, opts).await }
+    ) -> Result<Option<Created>> {
+        (**self).dyn_migrate(from, token, to, value, opts).await
     }
-    fn list_subject(&self, sandbox: &str, subject: &str) -> impl Future<Output = Result<Vec<SessionMeta>>> + Send {
-        async move { (**self).dyn_list_subject(sandbox, subject).await }
+    async fn list_subject(&self, sandbox: &str, subject: &str) -> Result<Vec<SessionMeta>> {
+        (**self).dyn_list_subject(sandbox, subject).await
     }
-    fn revoke_subject(
-        &self,
-        sandbox: &str,
-        subject: &str,
-        except: Option<&str>,
-    ) -> impl Future<Output = Result<usize>> + Send {
-        async move { (**self).dyn_revoke_subject(sandbox, subject, except).await }
+    async fn revoke_subject(&self, sandbox: &str, subject: &str, except: Option<&str>) -> Result<usize> {
+        (**self).dyn_revoke_subject(sandbox, subject, except).await
     }
-    fn revoke_session(
-        &self,
-        sandbox: &str,
-        subject: &str,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        async move { (**self).dyn_revoke_session(sandbox, subject, id).await }
+    async fn revoke_session(&self, sandbox: &str, subject: &str, id: &SessionId) -> Result<bool> {
+        (**self).dyn_revoke_session(sandbox, subject, id).await
     }
-    fn stats(&self) -> impl Future<Output = Result<Stats>> + Send {
-        async move { (**self).dyn_stats().await }
+    async fn stats(&self) -> Result<Stats> {
+        (**self).dyn_stats().await
     }
 }

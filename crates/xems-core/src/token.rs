@@ -82,10 +82,10 @@ impl fmt::Debug for Token {
 /// processes and restarts.
 pub fn route_of(address: &str) -> u8 {
     let b = address.as_bytes();
-    if b.len() == TOKEN_LEN {
-        if let (Some(hi), Some(lo)) = (b64_value(b[0]), b64_value(b[1])) {
-            return (hi << 2) | (lo >> 4);
-        }
+    if b.len() == TOKEN_LEN
+        && let (Some(hi), Some(lo)) = (b64_value(b[0]), b64_value(b[1]))
+    {
+        return (hi << 2) | (lo >> 4);
     }
     // FNV-1a: not keyed, and it need not be: it only spreads caller keys over
     // shards, while the index inside a shard uses the keyed digest.

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what the tests need when it is
+# missing (Debian packages; run as root or with sudo), then checks formatting,
+# lints, docs, every test, and smoke-runs every benchmark in quick mode.
+#
+#   ./scripts/test.sh            everything
+#   XEMS_SKIP_BENCH=1 ./scripts/test.sh   everything but the quick benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests start for real (a missing one is installed here;
+# the tests themselves fail with a message naming it rather than skip).
+need_packages=()
+need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
+if ((${#need_packages[@]})); then
+  step "installing ${need_packages[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_packages[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test"
+cargo test --workspace --all-features
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
+  step "benchmarks, quick mode (smoke: they must run and print RESULT)"
+  for bench in $(cargo run -q --release -p xems-bench -- list 2>/dev/null || echo engine); do
+    out=$(cargo run -q --release -p xems-bench -- "$bench" --quick)
+    echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "bench $bench printed no RESULT line"; exit 1; }
+    echo "$out" | tail -n 1
+  done
+fi
+
+step "all tests passed"
