@@ -14,6 +14,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # the tests themselves fail with a message naming it rather than skip).
 need_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
+# xems-bench's service tests and its `server` benchmark start Redis.
+need redis-server redis-server
+need redis-cli redis-tools
+need redis-benchmark redis-tools
 if ((${#need_packages[@]})); then
   step "installing ${need_packages[*]}"
   SUDO=""

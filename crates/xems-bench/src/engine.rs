@@ -530,7 +530,7 @@ mod tests {
     fn meta() -> xems_core::SessionMeta {
         use xems_core::{SessionId, SessionMeta, Timestamp};
         let d = std::time::Duration::from_secs(900);
-        SessionMeta::new(SessionId::new("s"), 1, Timestamp::ZERO, Timestamp::ZERO, Timestamp::ZERO, d, false)
+        SessionMeta::new(SessionId::from_u64(1), 1, Timestamp::ZERO, Timestamp::ZERO, Timestamp::ZERO, d, false)
     }
 
     impl SessionStore for PlainStore {

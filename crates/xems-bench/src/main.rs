@@ -45,6 +45,9 @@ enum Command {
     Redis(Common),
     /// The cryptographic primitives of xems-core against the alternatives.
     Crypto(Common),
+    /// Prints the benchmark subcommands, one per line (for scripts that run
+    /// them all).
+    List,
     /// Internal: fill one store in a fresh process and print its memory use.
     #[command(hide = true)]
     MemoryChild {
@@ -61,6 +64,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (name, common) = match &cli.command {
         Command::MemoryChild { case, entries } => return memory::child_main(case, *entries),
+        Command::List => {
+            for name in ["crypto", "engine", "server", "http", "vault", "redis"] {
+                println!("{name}");
+            }
+            return Ok(());
+        }
         Command::Engine(c) => ("engine", c),
         Command::Server(c) => ("server", c),
         Command::Http(c) => ("http", c),
@@ -87,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Http(_) => pending(&mut report, "needs the xems-axum crate (issue 4)"),
         Command::Vault(_) => pending(&mut report, "needs the xems-vault crate (issue 5)"),
         Command::Redis(_) => pending(&mut report, "needs the xems-redis crate (issue 6)"),
-        Command::MemoryChild { .. } => unreachable!("handled above"),
+        Command::MemoryChild { .. } | Command::List => unreachable!("handled above"),
     }
     report.print();
     Ok(())

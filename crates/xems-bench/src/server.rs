@@ -10,7 +10,7 @@
 //! The Redis figures are checked against `redis-benchmark -c 50 -d 256 -P D
 //! -t set,get` on the same server, reported beside them.
 //!
-//! The xems side plugs in at [`xems_cases`] (search for `XEMS SERVE`).
+//! The xems side plugs in at `xems_cases` (search for `XEMS SERVE`).
 
 use std::process::Command;
 use std::sync::Arc;
