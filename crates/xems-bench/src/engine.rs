@@ -466,6 +466,18 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     let mut put = |k: &str, v: Option<f64>| {
         ratios.insert(k.to_owned(), v.map_or(Value::Null, Value::from));
     };
+    // The same on CPU time per operation, one thread: steadier on a shared
+    // machine (time stolen by other work does not count).
+    let cpu = |name: &str| {
+        rows.iter().find(|m| m.name == name && m.threads == 1).map(|m| m.cpu_ns_per_op).filter(|&n| n > 0.0)
+    };
+    for (k, x, y) in [
+        ("rotate_vs_tower_sessions_cpu", "xems resolve+rotate", "tower-sessions load+save"),
+        ("rotate_vs_hashmap_cpu", "xems resolve+rotate", "hashmap get+insert"),
+        ("rotate_sync_vs_tower_sessions_cpu", "xems resolve+rotate (sync)", "tower-sessions load+save"),
+    ] {
+        put(k, report::ratio(cpu(y), cpu(x)));
+    }
     for (suffix, t) in [("", 1), ("_2t", 2)] {
         let rotate = ops("xems resolve+rotate", t);
         put(&format!("rotate_vs_tower_sessions{suffix}"), report::ratio(rotate, ops("tower-sessions load+save", t)));

@@ -127,8 +127,18 @@ pub struct Measurement {
     pub ns_per_op: f64,
     /// Latency of sampled operations.
     pub latency: Latency,
-    /// One operation in this many was timed.
+    /// One operation in this many was timed (on average).
     pub sample_every: u32,
+    /// CPU nanoseconds the measuring threads ran per operation (from
+    /// `/proc/thread-self/schedstat`; 0 when unavailable). Unlike `ns_per_op`
+    /// it does not count time the threads were preempted by other work, so
+    /// it is the steadier figure on a shared machine; it does count spinning,
+    /// and not time parked on a lock.
+    pub cpu_ns_per_op: f64,
+    /// CPU time of the measuring threads over `threads` x wall time: about
+    /// 1 for a CPU-bound case on an idle machine, lower when other work took
+    /// the CPUs or the threads blocked.
+    pub cpu_share: f64,
 }
 
 impl Measurement {
@@ -146,8 +156,25 @@ impl Measurement {
             ns_per_op,
             latency: Latency::from_histogram(hist),
             sample_every: 1,
+            cpu_ns_per_op: 0.0,
+            cpu_share: 0.0,
         }
     }
+
+    /// Adds the CPU time the measuring threads used.
+    pub fn with_cpu_ns(mut self, cpu_ns: u64) -> Self {
+        if self.ops > 0 && self.secs > 0.0 {
+            self.cpu_ns_per_op = cpu_ns as f64 / self.ops as f64;
+            self.cpu_share = cpu_ns as f64 / (self.secs * 1e9 * self.threads as f64);
+        }
+        self
+    }
+}
+
+/// CPU nanoseconds the calling thread has run, from
+/// `/proc/thread-self/schedstat` (`None` without it).
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// A histogram of nanoseconds from 1 ns to 100 s at 3 significant digits.
@@ -165,6 +192,7 @@ fn clock() -> &'static quanta::Clock {
 struct ThreadOutcome {
     ops: u64,
     hist: Histogram<u64>,
+    cpu_ns: u64,
 }
 
 /// The per-thread loop state shared by the sync and async runners.
@@ -210,12 +238,13 @@ impl Recorder {
 
 fn merge(name: &str, cfg: &RunConfig, outcomes: Vec<ThreadOutcome>, elapsed: Duration) -> Measurement {
     let mut hist = new_histogram();
-    let mut ops = 0;
+    let (mut ops, mut cpu_ns) = (0, 0);
     for o in &outcomes {
         hist.add(&o.hist).expect("histograms of one shape merge");
         ops += o.ops;
+        cpu_ns += o.cpu_ns;
     }
-    let mut m = Measurement::new(name, cfg.threads, ops, elapsed, &hist);
+    let mut m = Measurement::new(name, cfg.threads, ops, elapsed, &hist).with_cpu_ns(cpu_ns);
     m.sample_every = cfg.sample_every.max(1);
     m
 }
@@ -250,6 +279,7 @@ where
                     }));
                     start_line.wait();
                     let mut op = prepared.unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    let cpu0 = thread_cpu_ns();
                     let mut rec = Recorder::start(cfg.sample_every, cfg.duration);
                     let c = clock();
                     loop {
@@ -264,7 +294,11 @@ where
                             break;
                         }
                     }
-                    ThreadOutcome { ops: rec.ops, hist: rec.hist }
+                    let cpu_ns = match (cpu0, thread_cpu_ns()) {
+                        (Some(a), Some(b)) => b.saturating_sub(a),
+                        _ => 0,
+                    };
+                    ThreadOutcome { ops: rec.ops, hist: rec.hist, cpu_ns }
                 })
             })
             .collect();
@@ -308,6 +342,7 @@ where
                     }));
                     start_line.wait();
                     let (rt, mut op) = prepared.unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    let cpu0 = thread_cpu_ns();
                     let mut rec = Recorder::start(cfg.sample_every, cfg.duration);
                     let c = clock();
                     rt.block_on(async {
@@ -324,7 +359,11 @@ where
                             }
                         }
                     });
-                    ThreadOutcome { ops: rec.ops, hist: rec.hist }
+                    let cpu_ns = match (cpu0, thread_cpu_ns()) {
+                        (Some(a), Some(b)) => b.saturating_sub(a),
+                        _ => 0,
+                    };
+                    ThreadOutcome { ops: rec.ops, hist: rec.hist, cpu_ns }
                 })
             })
             .collect();
@@ -459,6 +498,7 @@ mod tests {
         let per_sample = m.ops as f64 / m.latency.samples as f64;
         assert!((3.5..4.5).contains(&per_sample), "{per_sample}");
         assert!(m.secs >= 0.025, "{m:?}");
+        assert!(m.cpu_ns_per_op > 0.0 && m.cpu_share > 0.0, "{m:?}");
 
         let m = run_async_threads("async", &cfg.with_threads(1), |_| || async { tokio::task::yield_now().await });
         assert!(m.ops > 0);

@@ -123,17 +123,19 @@ pub fn print_table(title: &str, rows: &[Measurement]) {
     let _ = writeln!(out, "\n{title}");
     let _ = writeln!(
         out,
-        "  {:<40} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "case", "thr", "throughput", "ns/op", "p50", "p99", "p99.9"
+        "  {:<32} {:>4} {:>12} {:>9} {:>9} {:>5} {:>9} {:>9} {:>9}",
+        "case", "thr", "throughput", "ns/op", "cpu ns/op", "cpu%", "p50", "p99", "p99.9"
     );
     for m in rows {
         let _ = writeln!(
             out,
-            "  {:<40} {:>4} {:>12} {:>10.1} {:>10} {:>10} {:>10}",
+            "  {:<32} {:>4} {:>12} {:>9.1} {:>9.1} {:>5.0} {:>9} {:>9} {:>9}",
             m.name,
             m.threads,
             fmt_rate(m.ops_per_s),
             m.ns_per_op,
+            m.cpu_ns_per_op,
+            m.cpu_share * 100.0,
             fmt_ns(m.latency.p50_ns as f64),
             fmt_ns(m.latency.p99_ns as f64),
             fmt_ns(m.latency.p999_ns as f64),
