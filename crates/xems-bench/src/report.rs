@@ -127,15 +127,21 @@ pub fn print_table(title: &str, rows: &[Measurement]) {
         "case", "thr", "throughput", "ns/op", "cpu ns/op", "cpu%", "p50", "p99", "p99.9"
     );
     for m in rows {
+        // CPU time is known only for in-process cases.
+        let (cpu, share) = if m.cpu_ns_per_op > 0.0 {
+            (format!("{:.1}", m.cpu_ns_per_op), format!("{:.0}", m.cpu_share * 100.0))
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
         let _ = writeln!(
             out,
-            "  {:<32} {:>4} {:>12} {:>9.1} {:>9.1} {:>5.0} {:>9} {:>9} {:>9}",
+            "  {:<32} {:>4} {:>12} {:>9.1} {:>9} {:>5} {:>9} {:>9} {:>9}",
             m.name,
             m.threads,
             fmt_rate(m.ops_per_s),
             m.ns_per_op,
-            m.cpu_ns_per_op,
-            m.cpu_share * 100.0,
+            cpu,
+            share,
             fmt_ns(m.latency.p50_ns as f64),
             fmt_ns(m.latency.p99_ns as f64),
             fmt_ns(m.latency.p999_ns as f64),
