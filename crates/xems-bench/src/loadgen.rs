@@ -35,11 +35,41 @@ use crate::measure::{Measurement, new_histogram};
 /// Appends request number `seq` of connection `conn` to the buffer.
 pub type RequestFn = dyn Fn(usize, u64, &mut Vec<u8>) + Send + Sync;
 
+/// One connection's side of a load, for protocols where a request depends
+/// on earlier responses (a rotated session's next token): it makes the
+/// requests and sees every response's first line, in order.
+pub trait Conversation: Send {
+    /// Appends request number `seq` (counted from 0 on this connection).
+    fn request(&mut self, seq: u64, out: &mut Vec<u8>);
+    /// The first line of the next response (without `\r\n`, cut to
+    /// [`LoadSpec::first_line_max`] bytes); `false` marks it failed.
+    fn response(&mut self, first_line: &[u8]) -> bool;
+}
+
+/// Builds connection `conn`'s conversation.
+pub type ConversationFactory = dyn Fn(usize) -> Box<dyn Conversation> + Send + Sync;
+
+/// The stateless conversation of [`run`]: a request closure and a check.
+struct Stateless {
+    conn: usize,
+    request: Arc<RequestFn>,
+    check: CheckFn,
+}
+
+impl Conversation for Stateless {
+    fn request(&mut self, seq: u64, out: &mut Vec<u8>) {
+        (self.request)(self.conn, seq, out);
+    }
+    fn response(&mut self, first_line: &[u8]) -> bool {
+        (self.check)(first_line)
+    }
+}
+
 /// Whether the first line of a response is a success (the line without its
 /// `\n`, cut to at most [`FIRST_LINE_MAX`] bytes).
 pub type CheckFn = fn(&[u8]) -> bool;
 
-/// Bytes of a response's first line kept for the check.
+/// Bytes of a response's first line kept for the check, by default.
 pub const FIRST_LINE_MAX: usize = 64;
 
 /// Where to connect.
@@ -84,6 +114,10 @@ pub struct LoadSpec {
     /// Bytes sent once on each new connection before the load (an auth
     /// handshake), and how many response lines to expect for them.
     pub handshake: Option<(Vec<u8>, usize)>,
+    /// Bytes of each response's first line kept for the check or the
+    /// conversation ([`FIRST_LINE_MAX`] is enough for status lines; a
+    /// conversation that reads a token out of a JSON line needs the line).
+    pub first_line_max: usize,
 }
 
 /// The outcome of a load.
@@ -127,21 +161,32 @@ pub struct ConnOutcome {
 /// Connecting failed, a connection stalled or closed, or any response failed
 /// its check (the first bad line is quoted).
 pub fn run(target: &Target, spec: &LoadSpec, request: Arc<RequestFn>, check: CheckFn) -> anyhow::Result<LoadOutcome> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(spec.threads.max(1)).enable_all().build()?;
-    rt.block_on(run_async(target, spec, request, check))
+    run_conversations(
+        target,
+        spec,
+        Arc::new(move |conn| Box::new(Stateless { conn, request: request.clone(), check }) as Box<dyn Conversation>),
+    )
 }
 
-async fn run_async(
-    target: &Target,
-    spec: &LoadSpec,
-    request: Arc<RequestFn>,
-    check: CheckFn,
-) -> anyhow::Result<LoadOutcome> {
+/// Runs a load whose connections hold a [`Conversation`] each, on a fresh
+/// multi-threaded tokio runtime.
+///
+/// # Errors
+///
+/// As [`run`]; a response the conversation marks failed counts as a bad
+/// response.
+pub fn run_conversations(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFactory>) -> anyhow::Result<LoadOutcome> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(spec.threads.max(1)).enable_all().build()?;
+    rt.block_on(run_async(target, spec, factory))
+}
+
+async fn run_async(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFactory>) -> anyhow::Result<LoadOutcome> {
     // Connect (and handshake) everyone first, then start together.
     let barrier = Arc::new(tokio::sync::Barrier::new(spec.connections + 1));
     let mut tasks = Vec::with_capacity(spec.connections);
     for conn in 0..spec.connections {
-        let (barrier, request, spec, target) = (barrier.clone(), request.clone(), spec.clone(), target.clone());
+        let (barrier, spec, target) = (barrier.clone(), spec.clone(), target.clone());
+        let mut conversation = factory(conn);
         tasks.push(tokio::spawn(async move {
             let result = async {
                 match &target {
@@ -170,7 +215,7 @@ async fn run_async(
             }
             .await;
             match result {
-                Ok((r, w)) => drive(r, w, conn, &spec, &*request, check, &barrier).await,
+                Ok((r, w)) => drive(r, w, conn, &spec, &mut *conversation, &barrier).await,
                 Err(e) => {
                     // Keep the others from waiting forever.
                     barrier.wait().await;
@@ -220,8 +265,7 @@ pub async fn drive<R, W>(
     mut writer: W,
     conn: usize,
     spec: &LoadSpec,
-    request: &RequestFn,
-    check: CheckFn,
+    conversation: &mut dyn Conversation,
     start_line: &tokio::sync::Barrier,
 ) -> anyhow::Result<ConnOutcome>
 where
@@ -229,7 +273,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut counter = LineCounter::new(spec.lines_per_response.max(1));
+    let mut counter = LineCounter::new(spec.lines_per_response.max(1), spec.first_line_max.max(1));
     let handshake = async {
         if let Some((bytes, lines)) = &spec.handshake {
             writer.write_all(bytes).await?;
@@ -261,7 +305,7 @@ where
         if to_send > 0 {
             out.clear();
             for _ in 0..to_send {
-                request(conn, seq, &mut out);
+                conversation.request(seq, &mut out);
                 seq += 1;
             }
             writer.write_all(&out).await?;
@@ -285,7 +329,7 @@ where
                 outcome.ops += 1;
                 let _ = outcome.hist.record((now - t).as_nanos().max(1) as u64);
             }
-            if !check(first_line) {
+            if !conversation.response(first_line) {
                 outcome.errors += 1;
                 if outcome.errors == 1 {
                     eprintln!(
@@ -317,11 +361,17 @@ struct LineCounter {
     lines_per_response: usize,
     line_in_response: usize,
     first_line: Vec<u8>,
+    first_line_max: usize,
 }
 
 impl LineCounter {
-    fn new(lines_per_response: usize) -> Self {
-        LineCounter { lines_per_response, line_in_response: 0, first_line: Vec::with_capacity(FIRST_LINE_MAX) }
+    fn new(lines_per_response: usize, first_line_max: usize) -> Self {
+        LineCounter {
+            lines_per_response,
+            line_in_response: 0,
+            first_line: Vec::with_capacity(first_line_max),
+            first_line_max,
+        }
     }
 
     /// Feeds bytes; calls `on_response(first_line)` for every completed
@@ -330,8 +380,8 @@ impl LineCounter {
         while !bytes.is_empty() {
             let nl = memchr::memchr(b'\n', bytes);
             let chunk_end = nl.map_or(bytes.len(), |i| i);
-            if self.line_in_response == 0 && self.first_line.len() < FIRST_LINE_MAX {
-                let room = FIRST_LINE_MAX - self.first_line.len();
+            if self.line_in_response == 0 && self.first_line.len() < self.first_line_max {
+                let room = self.first_line_max - self.first_line.len();
                 self.first_line.extend_from_slice(&bytes[..chunk_end.min(room)]);
             }
             let Some(i) = nl else { break };
@@ -362,7 +412,7 @@ mod tests {
 
     #[test]
     fn line_counter_frames_across_reads() {
-        let mut c = LineCounter::new(2);
+        let mut c = LineCounter::new(2, FIRST_LINE_MAX);
         let mut got: Vec<Vec<u8>> = Vec::new();
         let stream = b"$3\r\nabc\r\n$-1\r\n\r\n$2\r\nxy\r\n";
         for piece in stream.chunks(3) {
@@ -370,7 +420,7 @@ mod tests {
         }
         assert_eq!(got, vec![b"$3".to_vec(), b"$-1".to_vec(), b"$2".to_vec()]);
 
-        let mut one = LineCounter::new(1);
+        let mut one = LineCounter::new(1, FIRST_LINE_MAX);
         let mut n = 0;
         one.feed(b"+OK\r\n+OK\r\n+O", |l| {
             assert_eq!(l, b"+OK");
@@ -412,6 +462,7 @@ mod tests {
             threads: 1,
             lines_per_response: 1,
             handshake: Some((b"hello\n".to_vec(), 1)),
+            first_line_max: FIRST_LINE_MAX,
         };
         let out = run(
             &Target::Tcp(addr),

@@ -79,6 +79,7 @@ fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> Loa
         threads: std::env::var("XEMS_BENCH_GEN_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
         lines_per_response,
         handshake: None,
+        first_line_max: loadgen::FIRST_LINE_MAX,
     }
 }
 
