@@ -40,6 +40,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
   step "benchmarks, quick mode (smoke: they must run and print RESULT)"
+  # `server` drives the real `xems` binary from the same target directory.
+  cargo build -q --release -p xems-server
   for bench in $(cargo run -q --release -p xems-bench -- list 2>/dev/null || echo engine); do
     out=$(cargo run -q --release -p xems-bench -- "$bench" --quick)
     echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "bench $bench printed no RESULT line"; exit 1; }

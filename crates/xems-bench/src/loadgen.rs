@@ -175,7 +175,11 @@ pub fn run(target: &Target, spec: &LoadSpec, request: Arc<RequestFn>, check: Che
 ///
 /// As [`run`]; a response the conversation marks failed counts as a bad
 /// response.
-pub fn run_conversations(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFactory>) -> anyhow::Result<LoadOutcome> {
+pub fn run_conversations(
+    target: &Target,
+    spec: &LoadSpec,
+    factory: Arc<ConversationFactory>,
+) -> anyhow::Result<LoadOutcome> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(spec.threads.max(1)).enable_all().build()?;
     rt.block_on(run_async(target, spec, factory))
 }

@@ -10,7 +10,9 @@
 //! The Redis figures are checked against `redis-benchmark -c 50 -d 256 -P D
 //! -t set,get` on the same server, reported beside them.
 //!
-//! The xems side plugs in at `xems_cases` (search for `XEMS SERVE`).
+//! The xems side is `xems_cases` (search for `XEMS SERVE`); it needs the
+//! `xems` binary built in the same target directory
+//! (`cargo build --release -p xems-server`) or `XEMS_BIN`.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::loadgen::{self, LoadOutcome, LoadSpec, Target, mix};
 use crate::measure::Measurement;
 use crate::report::{self, Report};
 use crate::resp::{self, Reply};
-use crate::services::{Persistence, RedisServer, require_program};
+use crate::services::{Persistence, RedisServer, XemsServer, require_program};
 
 /// Connections of every case.
 pub const CONNECTIONS: usize = 50;
@@ -244,18 +246,152 @@ fn split_csv(line: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// XEMS SERVE: the plug-in point.
+// XEMS SERVE: the xems side.
 //
-// When `xems serve` exists: start it on a free port (see `services`), then
-// drive it with `loadgen::run` exactly as `redis_cases` drives Redis, with
-// JSON-line requests (`lines_per_response: 1`, an `auth` handshake in
-// `LoadSpec::handshake`), naming the rows `xems set p1`, `xems get p16`,
-// `xems rotate p1`, ... The ratios below pick them up by name.
+// `xems serve` on a free port, driven by the same load generator with JSON
+// lines and an `auth` handshake: `set` and `get` of caller keys
+// (`key:<n>`, as on Redis), and rotate = `get` with `"rotate":true` and a
+// 1000 ms grace. Rotation needs the token the server minted, so each
+// connection holds `depth` sessions and a conversation that reads
+// `new_token` from each answer; at depth D the D requests of a burst rotate
+// D different sessions.
 // ---------------------------------------------------------------------------
 
-/// XEMS SERVE: the xems cases at depth `depth` (none until the binary lands).
-fn xems_cases(_quick: bool, _depth: usize) -> anyhow::Result<Vec<LoadOutcome>> {
-    Ok(Vec::new())
+/// The sandbox of the xems cases.
+const XEMS_SANDBOX: &str = "bench";
+
+fn xems_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out.push(b'\n');
+}
+
+/// Rotates `depth` sessions of one connection, always with their current
+/// token.
+struct XemsRotation {
+    tokens: Vec<String>,
+    answered: u64,
+}
+
+impl loadgen::Conversation for XemsRotation {
+    fn request(&mut self, seq: u64, out: &mut Vec<u8>) {
+        let t = &self.tokens[(seq % self.tokens.len() as u64) as usize];
+        xems_line(
+            out,
+            &[
+                br#"{"action":"get","sandbox":""#,
+                XEMS_SANDBOX.as_bytes(),
+                br#"","key":""#,
+                t.as_bytes(),
+                br#"","rotate":true,"grace_period":1000}"#,
+            ],
+        );
+    }
+
+    fn response(&mut self, line: &[u8]) -> bool {
+        const FIELD: &[u8] = br#""new_token":""#;
+        let slot = (self.answered % self.tokens.len() as u64) as usize;
+        self.answered += 1;
+        let Some(at) = memchr::memmem::find(line, FIELD) else { return false };
+        let rest = &line[at + FIELD.len()..];
+        let Some(end) = memchr::memchr(b'"', rest) else { return false };
+        match std::str::from_utf8(&rest[..end]) {
+            Ok(t) if line.starts_with(br#"{"status":"ok""#) => {
+                self.tokens[slot] = t.to_owned();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// XEMS SERVE: the xems cases at depth `depth`.
+fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> anyhow::Result<Vec<LoadOutcome>> {
+    let target = Target::Tcp(server.addr());
+    let value_json = serde_json::to_string(std::str::from_utf8(value)?)?;
+    let with_auth = |mut s: LoadSpec| {
+        s.handshake = Some((server.auth_line(), 1));
+        s
+    };
+    let mut out = Vec::new();
+
+    let v = value_json.clone();
+    out.push(loadgen::run(
+        &target,
+        &with_auth(spec(&format!("xems set p{depth}"), quick, depth, 1)),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+            xems_line(
+                buf,
+                &[
+                    br#"{"action":"set","sandbox":""#,
+                    XEMS_SANDBOX.as_bytes(),
+                    br#"","key":""#,
+                    k,
+                    br#"","value":"#,
+                    v.as_bytes(),
+                    b"}",
+                ],
+            );
+        }),
+        |l| l == br#"{"status":"ok"}"#,
+    )?);
+
+    out.push(loadgen::run(
+        &target,
+        &with_auth(spec(&format!("xems get p{depth}"), quick, depth, 1)),
+        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+            xems_line(buf, &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#]);
+        }),
+        |l| l.starts_with(br#"{"status":"ok","data":"#),
+    )?);
+
+    // depth sessions per connection, created as caller keys.
+    let mut setup = server.connect()?;
+    let mut chains: Vec<Vec<String>> = Vec::with_capacity(CONNECTIONS);
+    for c in 0..CONNECTIONS {
+        let keys: Vec<String> = (0..depth).map(|i| format!("rot{depth}:{c}:{i}")).collect();
+        let lines: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| {
+                let mut l = Vec::new();
+                xems_line(
+                    &mut l,
+                    &[
+                        br#"{"action":"set","sandbox":""#,
+                        XEMS_SANDBOX.as_bytes(),
+                        br#"","key":""#,
+                        k.as_bytes(),
+                        br#"","value":"#,
+                        value_json.as_bytes(),
+                        b"}",
+                    ],
+                );
+                l.pop();
+                l
+            })
+            .collect();
+        for a in setup.exchange(&lines)? {
+            anyhow::ensure!(a == r#"{"status":"ok"}"#, "xems serve answered {a} to a preload set");
+        }
+        chains.push(keys);
+    }
+    let chains = Arc::new(parking_lot::Mutex::new(chains));
+    let mut rotate_spec = with_auth(spec(&format!("xems rotate p{depth}"), quick, depth, 1));
+    rotate_spec.first_line_max = 4096;
+    out.push(loadgen::run_conversations(
+        &target,
+        &rotate_spec,
+        Arc::new(move |conn| {
+            let tokens = std::mem::take(&mut chains.lock()[conn]);
+            Box::new(XemsRotation { tokens, answered: 0 }) as Box<dyn loadgen::Conversation>
+        }),
+    )?);
+    Ok(out)
 }
 
 /// Runs the server bench and fills its report.
@@ -280,10 +416,29 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         other => bail!("SCRIPT LOAD answered {other:?}"),
     };
 
+    let xems = XemsServer::start()?;
+    println!("xems serve on port {} (in-memory engine, TCP with auth)", xems.port());
+    let mut setup = xems.connect()?;
+    let value_json = serde_json::to_string(std::str::from_utf8(&value)?)?;
+    for chunk_start in (0..KEYSPACE).step_by(1000) {
+        let lines: Vec<Vec<u8>> = (chunk_start..(chunk_start + 1000).min(KEYSPACE))
+            .map(|n| {
+                let mut k = [0u8; 32];
+                let k = String::from_utf8_lossy(key(n, &mut k)).into_owned();
+                format!(r#"{{"action":"set","sandbox":"{XEMS_SANDBOX}","key":"{k}","value":{value_json}}}"#)
+                    .into_bytes()
+            })
+            .collect();
+        for a in setup.exchange(&lines)? {
+            anyhow::ensure!(a == r#"{"status":"ok"}"#, "xems serve answered {a} to a preload set");
+        }
+    }
+    drop(setup);
+
     let mut loads: Vec<LoadOutcome> = Vec::new();
     for depth in [1, 16] {
         loads.extend(redis_cases(&server, &sha, quick, depth, &value)?);
-        loads.extend(xems_cases(quick, depth)?);
+        loads.extend(xems_cases(&xems, quick, depth, &value)?);
     }
     let rows: Vec<Measurement> = loads.iter().map(|l| l.measurement.clone()).collect();
     report::print_table(

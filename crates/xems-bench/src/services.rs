@@ -201,6 +201,172 @@ impl Drop for RedisServer {
     }
 }
 
+/// A `xems serve` process on a free loopback TCP port with a random shared
+/// auth token, killed on drop.
+#[derive(Debug)]
+pub struct XemsServer {
+    child: Child,
+    port: u16,
+    token: String,
+    dir: TempDir,
+}
+
+impl XemsServer {
+    /// Starts `xems serve` and waits until it answers an authenticated
+    /// `ping`. The binary is `$XEMS_BIN`, else `xems` next to this
+    /// executable (the same target directory), else `xems` on `PATH`.
+    ///
+    /// # Errors
+    ///
+    /// The binary is missing (the message says how to build it), or it did
+    /// not come up within 10 s (the error carries its log).
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = xems_binary()?;
+        let port = free_port()?;
+        let dir = tempfile::Builder::new().prefix("xems-bench-serve-").tempdir()?;
+        let mut raw = [0u8; 24];
+        xems_core::random_bytes(&mut raw);
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let log = std::fs::File::create(dir.path().join("xems.log"))?;
+        let child = Command::new(&bin)
+            .args(["serve", "--listen", &format!("tcp://127.0.0.1:{port}")])
+            .env("XEMS_AUTH_TOKEN", &token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = XemsServer { child, port, token, dir };
+        server.wait_ready(Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("xems serve exited at start ({status}); its log:\n{}", self.log_tail());
+            }
+            if let Ok(mut c) = self.connect()
+                && let Ok(lines) = c.exchange(&[br#"{"action":"ping"}"#.to_vec()])
+                && lines[0].contains("pong")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "xems serve on port {} did not answer within {timeout:?}; its log:\n{}",
+                    self.port,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The end of the server's log.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("xems.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `auth` line (with its newline) a TCP client sends first.
+    pub fn auth_line(&self) -> Vec<u8> {
+        format!("{{\"action\":\"auth\",\"token\":\"{}\"}}\n", self.token).into_bytes()
+    }
+
+    /// A new blocking, authenticated setup connection.
+    ///
+    /// # Errors
+    ///
+    /// Connection or authentication failed.
+    pub fn connect(&self) -> anyhow::Result<JsonLines> {
+        let stream = std::net::TcpStream::connect_timeout(&self.addr(), Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        let mut c = JsonLines { reader: std::io::BufReader::new(stream.try_clone()?), writer: stream };
+        let answer = c.exchange(&[self.auth_line().trim_ascii_end().to_vec()])?;
+        if !answer[0].contains(r#""status":"ok""#) {
+            bail!("xems serve refused the auth token: {}", answer[0]);
+        }
+        Ok(c)
+    }
+}
+
+impl Drop for XemsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking JSON-lines connection for setting up a benchmark.
+#[derive(Debug)]
+pub struct JsonLines {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl JsonLines {
+    /// Sends the request lines (without newlines) in one write and reads one
+    /// answer line per request.
+    ///
+    /// # Errors
+    ///
+    /// I/O failure or an early close.
+    pub fn exchange(&mut self, requests: &[Vec<u8>]) -> anyhow::Result<Vec<String>> {
+        use std::io::{BufRead as _, Write as _};
+        let mut out = Vec::new();
+        for r in requests {
+            out.extend_from_slice(r);
+            out.push(b'\n');
+        }
+        self.writer.write_all(&out)?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for _ in requests {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                bail!("xems serve closed the connection");
+            }
+            answers.push(line.trim_end().to_owned());
+        }
+        Ok(answers)
+    }
+}
+
+fn xems_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("XEMS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        // Test binaries live one level down, in deps/.
+        for candidate in [dir.join("xems"), dir.join("../xems")] {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    require_program("xems", "xems").map_err(|_| {
+        anyhow::anyhow!(
+            "the `xems` binary was not found next to xems-bench nor on PATH: build it with \
+             `cargo build --release -p xems-server` (same target directory), or set XEMS_BIN"
+        )
+    })
+}
+
 /// A Redis Cluster of `masters` masters and no replicas on free loopback
 /// ports, each node in its own temporary directory, all killed on drop.
 #[derive(Debug)]
