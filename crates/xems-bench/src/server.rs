@@ -56,6 +56,9 @@ pub struct RedisBenchmarkRow {
     pub test: String,
     /// Pipeline depth.
     pub depth: usize,
+    /// `-r` (random keys over this many), or `None` for redis-benchmark's
+    /// default single key.
+    pub random_keys: Option<u64>,
     /// Requests per second.
     pub ops_per_s: f64,
     /// p99 latency, milliseconds.
@@ -189,8 +192,15 @@ fn chain_key(depth: usize, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
     &buf[..len]
 }
 
-/// Runs `redis-benchmark -c 50 -d 256 -P depth -t set,get` against the server.
-fn redis_benchmark(server: &RedisServer, depth: usize, quick: bool) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
+/// Runs `redis-benchmark -c 50 -d 256 -P depth -t set,get` against the
+/// server; with `keyspace`, also `-r keyspace` (random keys, as our load
+/// generator uses, instead of one hot key).
+fn redis_benchmark(
+    server: &RedisServer,
+    depth: usize,
+    quick: bool,
+    keyspace: Option<u64>,
+) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
     let bin = require_program("redis-benchmark", "redis-tools")?;
     // About 5 s per test in full mode at the rates this machine reaches.
     let n: u64 = match (quick, depth) {
@@ -199,7 +209,7 @@ fn redis_benchmark(server: &RedisServer, depth: usize, quick: bool) -> anyhow::R
         (false, 1) => 500_000,
         (false, _) => 5_000_000,
     };
-    let args = [
+    let mut args = vec![
         "-h".to_owned(),
         "127.0.0.1".into(),
         "-p".into(),
@@ -216,6 +226,9 @@ fn redis_benchmark(server: &RedisServer, depth: usize, quick: bool) -> anyhow::R
         n.to_string(),
         "--csv".into(),
     ];
+    if let Some(r) = keyspace {
+        args.extend(["-r".to_owned(), r.to_string()]);
+    }
     let command = format!("redis-benchmark {}", args.join(" "));
     let out = Command::new(bin).args(&args).output().context("running redis-benchmark")?;
     if !out.status.success() {
@@ -233,6 +246,7 @@ fn redis_benchmark(server: &RedisServer, depth: usize, quick: bool) -> anyhow::R
         rows.push(RedisBenchmarkRow {
             test: f[0].clone(),
             depth,
+            random_keys: keyspace,
             ops_per_s: f.get(rps).and_then(|x| x.parse().ok()).context("bad rps")?,
             p99_ms: f.get(p99).and_then(|x| x.parse().ok()).context("bad p99")?,
             command: command.clone(),
@@ -448,14 +462,16 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
 
     let mut bench_rows = Vec::new();
     for depth in [1, 16] {
-        bench_rows.extend(redis_benchmark(&server, depth, quick)?);
+        bench_rows.extend(redis_benchmark(&server, depth, quick, None)?);
+        bench_rows.extend(redis_benchmark(&server, depth, quick, Some(KEYSPACE))?);
     }
     println!("\nredis-benchmark on the same server (cross-check of the load generator)");
     for r in &bench_rows {
         println!(
-            "  {:<4} p{:<3} {:>12}  p99 {:.3} ms   ({})",
+            "  {:<4} p{:<3} {:<11} {:>12}  p99 {:.3} ms   ({})",
             r.test,
             r.depth,
+            if r.random_keys.is_some() { "random keys" } else { "one key" },
             report::fmt_rate(r.ops_per_s),
             r.p99_ms,
             r.command
