@@ -14,6 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # the tests themselves fail with a message naming it rather than skip).
 need_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
+need redis-server redis-server
 if ((${#need_packages[@]})); then
   step "installing ${need_packages[*]}"
   SUDO=""

@@ -46,8 +46,7 @@ impl Conn {
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(10))
                     .set_max_delay(Duration::from_millis(200));
-                let manager =
-                    ConnectionManager::new_with_config(client, config).await.map_err(ConfigError::Connect)?;
+                let manager = ConnectionManager::new_with_config(client, config).await.map_err(ConfigError::Connect)?;
                 Ok(Conn::Single(manager))
             }
             Target::Cluster(nodes) => {

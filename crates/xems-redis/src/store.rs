@@ -46,9 +46,9 @@ use parking_lot::RwLock;
 use redis::{Script, Value};
 use xems_core::{
     AtomicCounters, Clock, CreateOptions, Created, DEFAULT_TTL, Error, Event, EventKind, EventSink, Fingerprint,
-    Keyring, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, Refresh, ResolveOptions, ResolveOutcome, Resolved, Result,
-    Rotation, SandboxStats, SessionId, SessionMeta, SessionStore, Stats, Timestamp, Token, UpdateOutcome, Value as
-    Plain, cap_ttl, route_of, validate_key, validate_sandbox,
+    Keyring, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, Refresh, ResolveOptions, ResolveOutcome, Resolved, Result, Rotation,
+    SandboxStats, SessionId, SessionMeta, SessionStore, Stats, Timestamp, Token, UpdateOutcome, Value as Plain,
+    cap_ttl, route_of, validate_key, validate_sandbox,
 };
 use zeroize::Zeroizing;
 
@@ -454,7 +454,13 @@ impl Inner {
     }
 
     /// Idle TTL, absolute deadline and whether either was capped.
-    fn lifetimes(&self, sb: &Sandbox, now: u64, ttl: Option<Duration>, abs: Option<Duration>) -> Result<(u64, u64, bool)> {
+    fn lifetimes(
+        &self,
+        sb: &Sandbox,
+        now: u64,
+        ttl: Option<Duration>,
+        abs: Option<Duration>,
+    ) -> Result<(u64, u64, bool)> {
         let ttl = ttl.unwrap_or(DEFAULT_TTL);
         let abs = abs.unwrap_or(MAX_TTL);
         if ttl.is_zero() || abs.is_zero() {
@@ -480,7 +486,16 @@ impl Inner {
 
     /// Counts a record into its sandbox if the limit allows.
     #[allow(clippy::too_many_arguments)]
-    async fn reserve(&self, sb: &Sandbox, sid: &str, exp: u64, created: u64, sub: &str, abs: u64, pending: bool) -> Result<bool> {
+    async fn reserve(
+        &self,
+        sb: &Sandbox,
+        sid: &str,
+        exp: u64,
+        created: u64,
+        sub: &str,
+        abs: u64,
+        pending: bool,
+    ) -> Result<bool> {
         let idx;
         let mut keys = vec![sb.ledger.as_str(), sb.pending.as_str()];
         if !sub.is_empty() {
@@ -542,7 +557,16 @@ impl Inner {
 
     /// Counts a record into its sandbox, making room by the policy.
     #[allow(clippy::too_many_arguments)]
-    async fn admit(&self, sb: &Sandbox, sid: &str, exp: u64, created: u64, sub: &str, abs: u64, pending: bool) -> Result<bool> {
+    async fn admit(
+        &self,
+        sb: &Sandbox,
+        sid: &str,
+        exp: u64,
+        created: u64,
+        sub: &str,
+        abs: u64,
+        pending: bool,
+    ) -> Result<bool> {
         for round in 0..EVICTION_ROUNDS {
             if self.reserve(sb, sid, exp, created, sub, abs, pending).await? {
                 return Ok(true);
@@ -566,9 +590,8 @@ impl Inner {
             };
             let base = self.base(route);
             let rk = format!("{base}f:{sid}");
-            let reply = self
-                .eval(&SCRIPTS.family, &[&rk], args![self.now(), &sb.name, &base, &sid, "e", score as u64])
-                .await?;
+            let reply =
+                self.eval(&SCRIPTS.family, &[&rk], args![self.now(), &sb.name, &base, &sid, "e", score as u64]).await?;
             match int(reply.first()) {
                 code::MISS => {
                     if self.release(sb, &sid, "g", "").await? {
@@ -1164,9 +1187,10 @@ impl Inner {
             for r in join_all(reads).await {
                 let (sid, fields) = r?;
                 let n = |i: usize| fields.as_ref().and_then(|f| f[i].as_deref()).and_then(|s| s.parse::<u64>().ok());
-                let live = fields.as_ref().is_some_and(|f| {
-                    f[0].as_deref() == Some(&sb.name) && f[1].as_deref() == Some(digest.as_str())
-                }) && n(4).is_some_and(|exp| now < exp);
+                let live = fields
+                    .as_ref()
+                    .is_some_and(|f| f[0].as_deref() == Some(&sb.name) && f[1].as_deref() == Some(digest.as_str()))
+                    && n(4).is_some_and(|exp| now < exp);
                 if live {
                     out.push(meta(
                         sid,
