@@ -16,7 +16,8 @@
 //! (never after `abs`), `abs` absolute deadline, `ttl` idle TTL, `mt` when
 //! the current token was minted, `sub` subject digest, `px` the physical
 //! expiry set on every key of the family, `ctok`/`gu` the sealed current
-//! token and the end of the last open grace window.
+//! token and the end of the last open grace window, `rn` how many retired
+//! tokens the family's retired-token index holds.
 
 use std::sync::LazyLock;
 
@@ -95,7 +96,7 @@ end
 if not sid then return {0} end
 local rk = base .. 'f:' .. sid
 local xk = base .. 'x:' .. sid
-local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu')
+local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu', 'ctok', 'v', 'rn')
 if not r[1] then redis.call('DEL', ptr); return {0} end
 if r[1] ~= sandbox then return {0} end
 local cur = r[2]
@@ -125,57 +126,69 @@ local px = tonumber(r[10])
 local gu = tonumber(r[11] or '0')
 local code = state
 local ctok = ''
+-- Field updates of the record, written with one HSET at the end.
+local upd = {}
+local drop_ctok = false
 if mode == 'r' and state == 1 then
   local rot = ARGV[8]
   if rot == '1' or (rot == '2' and now - tonumber(r[8]) >= tonumber(ARGV[9])) then
     local nk = KEYS[n + 1]
-    if redis.call('EXISTS', nk) == 1 then return {9} end
+    if not redis.call('SET', nk, sid, 'NX', 'PXAT', fmt(px)) then return {9} end
     local grace_until = now + tonumber(ARGV[10])
-    redis.call('SET', nk, sid, 'PXAT', fmt(px))
     redis.call('ZADD', xk, fmt(grace_until), d)
-    redis.call('PEXPIREAT', xk, fmt(px))
+    -- `rn` counts the retired tokens, saving a ZCARD on every rotation.
+    local card = tonumber(r[14] or '0') + 1
+    if card == 1 then redis.call('PEXPIREAT', xk, fmt(px)) end
     if grace_until > gu then gu = grace_until end
     cur = string.sub(nk, #base + 3)
-    redis.call('HSET', rk, 'cur', cur, 'mt', fmt(now))
+    upd[#upd + 1] = 'cur'; upd[#upd + 1] = cur
+    upd[#upd + 1] = 'mt'; upd[#upd + 1] = fmt(now)
     if gu > now then
-      redis.call('HSET', rk, 'ctok', ARGV[13], 'gu', fmt(gu))
+      upd[#upd + 1] = 'ctok'; upd[#upd + 1] = ARGV[13]
+      upd[#upd + 1] = 'gu'; upd[#upd + 1] = fmt(gu)
     else
-      redis.call('HDEL', rk, 'ctok', 'gu')
+      drop_ctok = true
     end
     -- Forget the oldest retired tokens beyond the window, never one still
-    -- in its grace window (up to a hard cap of 1024).
+    -- in its grace window (up to a hard cap of 1024). Pruned in batches:
+    -- between `window` and twice as many are remembered.
     local window = tonumber(ARGV[14])
-    local card = redis.call('ZCARD', xk)
-    if card > window then
+    if card >= 2 * window then
       local old = redis.call('ZRANGEBYSCORE', xk, '-inf', fmt(now), 'LIMIT', 0, card - window)
       for i = 1, #old do redis.call('DEL', tok(base, old[i])); redis.call('ZREM', xk, old[i]) end
       card = card - #old
       if card > 1024 then
         local over = redis.call('ZRANGE', xk, 0, card - 1025)
         for i = 1, #over do redis.call('DEL', tok(base, over[i])); redis.call('ZREM', xk, over[i]) end
+        card = 1024
       end
     end
+    upd[#upd + 1] = 'rn'; upd[#upd + 1] = fmt(card)
     code = 2
   elseif gu > 0 and gu <= now then
     -- No grace window needs the sealed current token any more.
-    redis.call('HDEL', rk, 'ctok', 'gu')
+    drop_ctok = true
   end
 elseif mode == 'r' and state == 3 then
-  ctok = redis.call('HGET', rk, 'ctok') or ''
+  ctok = r[12] or ''
 end
 local old_exp = exp
 local rf = ARGV[11]
+local moved = false
 if (mode == 'r' or mode == 't') and rf ~= '0' then
   if rf == '2' then
     ttl = tonumber(ARGV[12])
-    redis.call('HSET', rk, 'ttl', fmt(ttl))
+    upd[#upd + 1] = 'ttl'; upd[#upd + 1] = fmt(ttl)
   end
   exp = math.min(now + ttl, abs)
-  redis.call('HSET', rk, 'exp', fmt(exp))
-  if exp + slack > px then repx(base, sid, cur, phys(exp, abs, ttl, slack)) end
+  upd[#upd + 1] = 'exp'; upd[#upd + 1] = fmt(exp)
+  moved = exp + slack > px
 end
+if #upd > 0 then redis.call('HSET', rk, unpack(upd)) end
+if drop_ctok then redis.call('HDEL', rk, 'ctok', 'gu') end
+if moved then repx(base, sid, cur, phys(exp, abs, ttl, slack)) end
 local v = ''
-if mode ~= 't' then v = redis.call('HGET', rk, 'v') end
+if mode ~= 't' then v = r[13] end
 return {code, sid, sub, tonumber(r[3]), tonumber(r[4]), exp, abs, ttl, v, ctok, cur, old_exp}
 "#;
 
