@@ -44,4 +44,11 @@ if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
   done
 fi
 
+if [ -z "${XEMS_SKIP_BENCH:-}" ]; then
+  step "redis benchmark, quick mode (smoke: it must run and print RESULT)"
+  out=$(cargo run -q --release -p xems-redis --example bench -- --quick)
+  echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "redis bench printed no RESULT line"; exit 1; }
+  echo "$out" | tail -n 1
+fi
+
 step "all tests passed"

@@ -42,7 +42,7 @@
 //!
 //! # Time
 //!
-//! Scripts take `now` (milliseconds) from the store's [`Clock`]
+//! Scripts take `now` (milliseconds) from the store's [`Clock`](xems_core::Clock)
 //! (`xems_core::SystemClock` by default, a `MockClock` in tests) and decide
 //! every expiry against it, to the millisecond. Redis's own expiry is set
 //! [`expiry_slack`](RedisStoreBuilder::expiry_slack) later (default 60 s) on
@@ -100,5 +100,3 @@ pub mod testing;
 pub use builder::RedisStoreBuilder;
 pub use config::{ConfigError, LimitPolicy, ReusePolicy, SandboxLimits};
 pub use store::RedisStore;
-#[doc(no_inline)]
-pub use xems_core::Clock;
