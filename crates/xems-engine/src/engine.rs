@@ -15,9 +15,10 @@ use xems_core::{
 };
 use xems_locked::Locked;
 
-use crate::config::{ConfigError, ReusePolicy, SandboxLimits};
+use crate::config::ConfigError;
 use crate::persist::{Image, Journal};
 use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
+use xems_core::{ReusePolicy, SandboxLimits};
 
 /// The embedded xems store: sealed, sandboxed, in memory.
 ///

@@ -17,9 +17,9 @@ use xems_core::{
 use xems_locked::Locked;
 use zeroize::Zeroizing;
 
-use crate::config::{LimitPolicy, ReusePolicy, SandboxLimits};
 use crate::persist::{Image, Journal, Ticket};
 use crate::shard::{CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// A minted token sealed with its tag.
 pub(crate) const SEALED_TOKEN_LEN: usize = TOKEN_LEN + SealKey::TAG_LEN;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use xems_core::{Clock, EventSink, Keyring, MasterSecret, SystemClock, TracingAudit, validate_sandbox};
 
-use crate::config::{ConfigError, ReusePolicy, SandboxLimits, Target};
+use crate::config::{ConfigError, Target};
 use crate::conn::{Conn, Timeouts};
 use crate::store::{RedisStore, Settings};
+use xems_core::{ReusePolicy, SandboxLimits};
 
 /// Builds a [`RedisStore`]: the URL, the secret (required), limits,
 /// policies, clock and timeouts.
@@ -68,7 +69,7 @@ impl RedisStoreBuilder {
             default_limits: SandboxLimits::default(),
             sandbox_limits: HashMap::new(),
             reuse_policy: ReusePolicy::default(),
-            retired_window: 16,
+            retired_window: 4,
             max_sandboxes: 1024,
             expiry_slack: Duration::from_secs(60),
             sweep_interval: Some(Duration::from_secs(1)),
@@ -126,7 +127,7 @@ impl RedisStoreBuilder {
     }
 
     /// How many rotated-away tokens each session remembers for grace hits
-    /// and reuse detection (default 16, 1 to 1024).
+    /// and reuse detection (default 4, as the engine; 1 to 1024).
     pub fn retired_tokens_per_session(mut self, n: usize) -> Self {
         self.retired_window = n;
         self

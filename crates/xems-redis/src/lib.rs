@@ -98,5 +98,6 @@ mod store;
 pub mod testing;
 
 pub use builder::RedisStoreBuilder;
-pub use config::{ConfigError, LimitPolicy, ReusePolicy, SandboxLimits};
+pub use config::ConfigError;
 pub use store::RedisStore;
+pub use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};

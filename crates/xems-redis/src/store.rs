@@ -53,10 +53,10 @@ use xems_core::{
 use zeroize::Zeroizing;
 
 use crate::builder::RedisStoreBuilder;
-use crate::config::{LimitPolicy, ReusePolicy, SandboxLimits};
 use crate::conn::Conn;
 use crate::keys::{SandboxKeys, Secrets, b64};
 use crate::scripts::{SCRIPTS, code};
+use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// How many times a write evicts (or sweeps) and tries again.
 const EVICTION_ROUNDS: usize = 64;
