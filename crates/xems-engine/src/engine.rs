@@ -13,10 +13,12 @@ use xems_core::{
     Clock, Counters, CreateOptions, Created, Error, EventSink, KeyDeriver, MasterSecret, ResolveOptions, Resolved,
     Result, SessionId, SessionMeta, SessionStore, Stats, SystemClock, TracingAudit, UpdateOutcome, validate_sandbox,
 };
+use xems_locked::Locked;
 
-use crate::config::{ConfigError, ReusePolicy, SandboxLimits};
+use crate::config::ConfigError;
 use crate::persist::{Image, Journal};
 use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
+use xems_core::{ReusePolicy, SandboxLimits};
 
 /// The embedded xems store: sealed, sandboxed, in memory.
 ///
@@ -48,9 +50,10 @@ struct Inner {
     sandboxes: ArcSwap<HashMap<Box<str>, Sandbox>>,
     create_lock: Mutex<()>,
     /// Derives keys that must be the same for the same secret (the index).
-    stable: KeyDeriver,
+    /// Key material lives in locked, non-dumpable pages.
+    stable: Locked<KeyDeriver>,
     /// Derives keys unique to this process (value sealing).
-    process: KeyDeriver,
+    process: Locked<KeyDeriver>,
     default_limits: SandboxLimits,
     sandbox_limits: StdHashMap<String, SandboxLimits>,
     max_sandboxes: usize,
@@ -209,7 +212,7 @@ impl Default for EngineBuilder {
             default_limits: SandboxLimits::default(),
             sandbox_limits: StdHashMap::new(),
             reuse_policy: ReusePolicy::default(),
-            retired_window: 16,
+            retired_window: 4,
             max_sandboxes: 1024,
             shards: 64,
             sweep_interval: Some(Duration::from_millis(100)),
@@ -267,7 +270,7 @@ impl EngineBuilder {
     }
 
     /// How many rotated-away tokens each session remembers for grace hits
-    /// and reuse detection (default 16, at most 1024). Older ones are
+    /// and reuse detection (default 4, at most 1024). Older ones are
     /// forgotten: presenting them is then a plain miss.
     pub fn retired_tokens_per_session(mut self, n: usize) -> Self {
         self.retired_window = n;
@@ -360,8 +363,9 @@ impl EngineBuilder {
             }
         }
         let secret = self.secret.unwrap_or_else(MasterSecret::generate);
-        let mut salt = [0u8; 32];
-        xems_core::random_bytes(&mut salt);
+        // The per-process salt comes straight from the kernel (a key, not a
+        // token): see `xems_core::MasterSecret::generate`.
+        let salt = *MasterSecret::generate().expose_secret();
         let stable = match &self.key_root {
             Some(root) => KeyDeriver::from_root(root, b"xems/v1/engine"),
             None => KeyDeriver::new(&secret, b"xems/v1/engine"),
@@ -377,14 +381,14 @@ impl EngineBuilder {
             reuse_policy: self.reuse_policy,
             retired_window: self.retired_window,
             journal: self.journal,
-            subject_key: stable.index_key("subject", "*"),
+            subject_key: Locked::new(stable.index_key("subject", "*")),
         });
         let inner = Arc::new(Inner {
             shared,
             sandboxes: ArcSwap::from_pointee(HashMap::new()),
             create_lock: Mutex::new(()),
-            stable,
-            process,
+            stable: Locked::new(stable),
+            process: Locked::new(process),
             default_limits: self.default_limits,
             sandbox_limits: self.sandbox_limits,
             max_sandboxes: self.max_sandboxes,
