@@ -122,9 +122,21 @@ pub trait EventSink: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TracingAudit;
 
+/// Formats an optional fingerprint only if a log line is actually written.
+struct MaybeFingerprint(Option<Fingerprint>);
+
+impl fmt::Display for MaybeFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(fp) => fp.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
 impl EventSink for TracingAudit {
     fn on_event(&self, e: &Event<'_>) {
-        let fp = e.fingerprint.map(|f| f.to_string()).unwrap_or_default();
+        let fp = MaybeFingerprint(e.fingerprint);
         let kind = e.kind.as_str();
         match e.kind {
             EventKind::ReuseDetected => tracing::warn!(

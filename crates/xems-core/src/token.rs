@@ -81,12 +81,13 @@ impl fmt::Debug for Token {
 }
 
 /// The routing byte of an address: the first decoded byte of a token-shaped
-/// address, otherwise a stable hash of the address. A pure function of the
+/// address (44 characters, as [`Token::mint`] makes, or 66, as the embedded
+/// engine's selector tokens), otherwise a stable hash of the address. A pure function of the
 /// text, so every operation on one address routes the same way, across
 /// processes and restarts.
 pub fn route_of(address: &str) -> u8 {
     let b = address.as_bytes();
-    if b.len() == TOKEN_LEN
+    if (b.len() == TOKEN_LEN || b.len() == 66)
         && let (Some(hi), Some(lo)) = (b64_value(b[0]), b64_value(b[1]))
     {
         return (hi << 2) | (lo >> 4);

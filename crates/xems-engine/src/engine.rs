@@ -122,6 +122,16 @@ impl Engine {
         Ok(sandbox)
     }
 
+    /// Runs `op` on a sandbox without cloning its handle: the hot path of the
+    /// `SessionStore` implementation, where two threads bumping one shared
+    /// reference count would bounce its cache line between cores.
+    fn with_core<T>(&self, name: &str, op: impl FnOnce(&SandboxCore) -> Result<T>) -> Result<T> {
+        if let Some(s) = self.inner.sandboxes.load().get(name) {
+            return op(&s.core);
+        }
+        op(&self.sandbox(name)?.core)
+    }
+
     /// Reclaims every expired record now, however many (tests, and callers
     /// that turned the sweeper off). Returns how many sweep passes it took.
     pub fn sweep_expired(&self) -> usize {
@@ -460,38 +470,31 @@ impl Engine {
 
 impl SessionStore for Engine {
     async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.create(value, &opts)).await
+        self.durable(|| self.with_core(sandbox, |c| c.create(value, &opts))).await
     }
 
     async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.resolve(token, &opts)).await
+        self.durable(|| self.with_core(sandbox, |c| c.resolve(token, &opts))).await
     }
 
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.set(key, value, &opts)).await
+        self.durable(|| self.with_core(sandbox, |c| c.set(key, value, &opts))).await
     }
 
     async fn del(&self, sandbox: &str, key: &str) -> Result<bool> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.del(key)).await
+        self.durable(|| self.with_core(sandbox, |c| c.del(key))).await
     }
 
     async fn exists(&self, sandbox: &str, key: &str) -> Result<bool> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.exists(key)).await
+        self.durable(|| self.with_core(sandbox, |c| c.exists(key))).await
     }
 
     async fn touch(&self, sandbox: &str, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.touch(key, ttl)).await
+        self.durable(|| self.with_core(sandbox, |c| c.touch(key, ttl))).await
     }
 
     async fn update_if(&self, sandbox: &str, key: &str, expected_version: u64, value: &[u8]) -> Result<UpdateOutcome> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.update_if(key, expected_version, value)).await
+        self.durable(|| self.with_core(sandbox, |c| c.update_if(key, expected_version, value))).await
     }
 
     async fn migrate(
@@ -508,17 +511,15 @@ impl SessionStore for Engine {
     }
 
     async fn list_subject(&self, sandbox: &str, subject: &str) -> Result<Vec<SessionMeta>> {
-        self.sandbox(sandbox)?.core.list_subject(subject)
+        self.with_core(sandbox, |c| c.list_subject(subject))
     }
 
     async fn revoke_subject(&self, sandbox: &str, subject: &str, except: Option<&str>) -> Result<usize> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.revoke_subject(subject, except)).await
+        self.durable(|| self.with_core(sandbox, |c| c.revoke_subject(subject, except))).await
     }
 
     async fn revoke_session(&self, sandbox: &str, subject: &str, id: &SessionId) -> Result<bool> {
-        let sb = self.sandbox(sandbox)?;
-        self.durable(|| sb.core.revoke_session(subject, id)).await
+        self.durable(|| self.with_core(sandbox, |c| c.revoke_session(subject, id))).await
     }
 
     async fn stats(&self) -> Result<Stats> {

@@ -68,6 +68,6 @@ mod wheel;
 
 pub use config::ConfigError;
 pub use engine::{Engine, EngineBuilder};
-pub use persist::{Change, Image, Journal, JournalError, Put, Ticket};
+pub use persist::{Change, Image, Journal, JournalError, Put, RetiredKey, Ticket};
 pub use sandbox::{Census, Sandbox};
 pub use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};

@@ -30,8 +30,14 @@ pub struct Put<'a> {
     pub family: u64,
     /// The routing byte of its address (selects the shard).
     pub route: u8,
+    /// Its slot in the shard: minted tokens name it, so a restore must put
+    /// the record back in the same slot.
+    pub slot: u32,
     /// The index digest of its current address.
     pub key: [u8; 16],
+    /// Whether that address is a caller key (found through the key index)
+    /// rather than a minted token.
+    pub caller_key: bool,
     /// Its version.
     pub version: u32,
     /// The plaintext value: the journal must seal it before it is written.
@@ -95,6 +101,8 @@ pub enum Change<'a> {
         family: u64,
         /// The retired key.
         old_key: [u8; 16],
+        /// Whether the retired key is a caller key.
+        old_caller_key: bool,
         /// Until when the retired key is in grace.
         grace_until: u64,
         /// The new current key.
@@ -155,6 +163,17 @@ pub trait Journal: Send + Sync + 'static {
     fn wait(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), JournalError>>;
 }
 
+/// A retired address of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetiredKey {
+    /// Its index digest.
+    pub key: [u8; 16],
+    /// Until when it is in grace, ms.
+    pub grace_until: u64,
+    /// Whether it is a caller key (found through the key index).
+    pub caller_key: bool,
+}
+
 /// The full state of one record, as snapshotted or restored.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -166,8 +185,12 @@ pub struct Image {
     /// The routing byte of its address (in a snapshot: the shard index,
     /// which routes identically as long as the shard count is unchanged).
     pub route: u8,
+    /// Its slot in the shard (minted tokens name it).
+    pub slot: u32,
     /// The index digest of its current address.
     pub key: [u8; 16],
+    /// Whether that address is a caller key.
+    pub caller_key: bool,
     /// Its version.
     pub version: u32,
     /// The plaintext value.
@@ -184,8 +207,8 @@ pub struct Image {
     pub idle_ttl_ms: u32,
     /// Keyed hash of its subject.
     pub subject: Option<[u8; 16]>,
-    /// Retired keys, oldest first, with their grace deadlines.
-    pub retired: Vec<([u8; 16], u64)>,
+    /// Retired addresses, oldest first.
+    pub retired: Vec<RetiredKey>,
     /// The current token while a grace window is open, and until when.
     pub current: Option<(Token, u64)>,
 }
@@ -197,7 +220,9 @@ impl Image {
             sandbox: p.sandbox.to_owned(),
             family: p.family,
             route: p.route,
+            slot: p.slot,
             key: p.key,
+            caller_key: p.caller_key,
             version: p.version,
             value: Zeroizing::new(p.value.to_vec()),
             created_at: p.created_at,
@@ -228,14 +253,15 @@ impl Image {
                 self.idle_deadline = idle_deadline;
                 self.idle_ttl_ms = idle_ttl_ms;
             }
-            Change::Rotate { old_key, grace_until, new_key, token_born, current, .. } => {
+            Change::Rotate { old_key, old_caller_key, grace_until, new_key, token_born, current, .. } => {
                 if self.key == new_key {
                     return; // already applied (a snapshot taken after it)
                 }
-                if !self.retired.iter().any(|(k, _)| *k == old_key) {
-                    self.retired.push((old_key, grace_until));
+                if !self.retired.iter().any(|r| r.key == old_key) {
+                    self.retired.push(RetiredKey { key: old_key, grace_until, caller_key: old_caller_key });
                 }
                 self.key = new_key;
+                self.caller_key = false;
                 self.token_born = token_born;
                 self.current = current.map(|(t, until)| (t.clone(), until));
             }

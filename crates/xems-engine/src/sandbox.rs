@@ -10,19 +10,30 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use xems_core::{
-    AtomicCounters, Clock, Counters, CreateOptions, Created, DEFAULT_TTL, Error, Event, EventKind, EventSink, IndexKey,
-    KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions, Resolved, Result, SealKey,
-    SessionId, SessionMeta, TOKEN_LEN, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of, validate_key,
+    AtomicCounters, Clock, Counters, CreateOptions, Created, DEFAULT_TTL, Error, Event, EventKind, EventSink,
+    IndexDigest, IndexKey, KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions,
+    Resolved, Result, SealKey, SessionId, SessionMeta, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of,
+    validate_key,
 };
 use xems_locked::Locked;
 use zeroize::Zeroizing;
 
 use crate::persist::{Image, Journal, Ticket};
-use crate::shard::{CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+use aes::Aes256;
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+use base64::Engine as _;
+
+use crate::shard::{Address, CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
 use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
+/// Bytes of a minted token: routing byte, selector, 256-bit verifier.
+const TOKEN_BYTES: usize = 1 + 16 + 32;
+/// Characters of a minted token.
+pub(crate) const ENGINE_TOKEN_LEN: usize = 66;
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 /// A minted token sealed with its tag.
-pub(crate) const SEALED_TOKEN_LEN: usize = TOKEN_LEN + SealKey::TAG_LEN;
+pub(crate) const SEALED_TOKEN_LEN: usize = ENGINE_TOKEN_LEN + SealKey::TAG_LEN;
 pub(crate) type SealedTokenBytes = [u8; SEALED_TOKEN_LEN];
 
 thread_local! {
@@ -79,6 +90,9 @@ pub(crate) struct SandboxKeys {
     sid: (u64, u64),
     /// Binds the sandbox into every value's associated data.
     tag: [u8; 8],
+    /// Encrypts the selector of minted tokens (the slot they name), so a
+    /// token reveals nothing about where or how many sessions are stored.
+    selector: Aes256,
 }
 
 impl SandboxKeys {
@@ -97,6 +111,58 @@ impl SandboxKeys {
             token: process.seal_key("token", name),
             sid: (u64::from_le_bytes(k0), u64::from_le_bytes(k1)),
             tag: t,
+            selector: Aes256::new(GenericArray::from_slice(&stable.derive("selector", name)[..])),
+        }
+    }
+
+    /// Mints a token for the record in `slot` of the shard `route` selects:
+    /// `route (1) || AES-256(slot || route || 0^11) (16) || verifier (32)`,
+    /// 49 bytes as 66 URL-safe base64 characters. Returns it with the index
+    /// part of its keyed digest.
+    pub(crate) fn mint(&self, route: u8, slot: u32) -> (Token, IndexDigest) {
+        let mut block = GenericArray::from([0u8; 16]);
+        block[..4].copy_from_slice(&slot.to_le_bytes());
+        block[4] = route;
+        self.selector.encrypt_block(&mut block);
+        let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
+        raw[0] = route;
+        raw[1..17].copy_from_slice(&block);
+        xems_core::random_bytes(&mut raw[17..]);
+        let mut text = Zeroizing::new([0u8; ENGINE_TOKEN_LEN]);
+        B64.encode_slice(&raw[..], &mut text[..]).expect("49 bytes encode to 66 characters");
+        let text = std::str::from_utf8(&text[..]).expect("base64 is ASCII");
+        let digest = self.index.digest(text.as_bytes());
+        (Token::from_string(text.to_owned()), digest)
+    }
+
+    /// The slot a minted token's selector names, if `text` is one: the
+    /// selector decrypts to the slot, the token's own routing byte and
+    /// eleven zero bytes (anything else is a caller key, or a forgery that
+    /// never touches memory).
+    fn selected_slot(&self, text: &str) -> Option<u32> {
+        if text.len() != ENGINE_TOKEN_LEN {
+            return None;
+        }
+        let mut raw = [0u8; 18];
+        // The first 24 characters decode to the route byte, the 16-byte
+        // selector and one byte of the verifier.
+        B64.decode_slice(&text.as_bytes()[..24], &mut raw).ok()?;
+        let mut block = GenericArray::clone_from_slice(&raw[1..17]);
+        self.selector.decrypt_block(&mut block);
+        if block[4] != raw[0] || block[5..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        Some(u32::from_le_bytes([block[0], block[1], block[2], block[3]]))
+    }
+
+    /// How the shards see an address.
+    pub(crate) fn address(&self, text: &str) -> Address {
+        let digest = self.index.digest(text.as_bytes());
+        Address {
+            digest: digest.index(),
+            fp: digest.fingerprint(),
+            route: route_of(text),
+            slot: self.selected_slot(text),
         }
     }
 
@@ -144,10 +210,10 @@ impl SandboxKeys {
         let (nonce, aad) = self.token_nonce_aad(family, n);
         let mut out = [0u8; SEALED_TOKEN_LEN];
         let text = token.expose().as_bytes();
-        debug_assert_eq!(text.len(), TOKEN_LEN, "successors are minted tokens");
-        out[..TOKEN_LEN].copy_from_slice(&text[..TOKEN_LEN.min(text.len())]);
-        let tag = self.token.seal_detached(nonce, &aad, &mut out[..TOKEN_LEN]);
-        out[TOKEN_LEN..].copy_from_slice(&tag);
+        debug_assert_eq!(text.len(), ENGINE_TOKEN_LEN, "successors are minted tokens");
+        out[..ENGINE_TOKEN_LEN].copy_from_slice(&text[..ENGINE_TOKEN_LEN.min(text.len())]);
+        let tag = self.token.seal_detached(nonce, &aad, &mut out[..ENGINE_TOKEN_LEN]);
+        out[ENGINE_TOKEN_LEN..].copy_from_slice(&tag);
         out
     }
 
@@ -425,21 +491,18 @@ impl SandboxCore {
         reservation: Reservation<'_>,
     ) -> Created {
         let family = self.next_family.fetch_add(1, Ordering::Relaxed);
-        let mut sealed = Some(self.keys.seal_value(family, 1, value));
+        let sealed = self.keys.seal_value(family, 1, value);
         let mut route = [0u8; 1];
         xems_core::random_bytes(&mut route);
+        let route = route[0];
         let mut cx = self.cx();
-        let (token, meta) = loop {
-            let token = Token::mint(route[0]);
-            let digest = self.keys.index.digest(token.expose().as_bytes());
-            let mut shard = self.shard(route[0]).lock();
-            if shard.contains(&digest.index()) {
-                continue;
-            }
-            let sealed = sealed.take().expect("inserted once");
-            let meta =
-                shard.insert(&mut cx, digest.index(), route[0], sealed, value, life, subject, digest.fingerprint());
-            break (token, meta);
+        let (token, meta) = {
+            let mut shard = self.shard(route).lock();
+            let slot = shard.next_slot();
+            let (token, digest) = self.keys.mint(route, slot);
+            let addr = Address { digest: digest.index(), fp: digest.fingerprint(), route, slot: Some(slot) };
+            let meta = shard.insert(&mut cx, &addr, sealed, value, life, subject);
+            (token, meta)
         };
         reservation.commit();
         self.emit(cx);
@@ -459,10 +522,9 @@ impl SandboxCore {
         {
             return Err(Error::InvalidArgument("a TTL must be greater than zero".into()));
         }
-        let digest = self.keys.index.digest(token.as_bytes());
-        let route = route_of(token);
+        let addr = self.keys.address(token);
         let mut cx = self.cx();
-        let found = self.shard(route).lock().resolve(&mut cx, &digest.index(), digest.fingerprint(), route, opts);
+        let found = self.shard(addr.route).lock().resolve(&mut cx, &addr, opts);
         self.emit(cx);
         found.map(|f| self.open(f)).transpose()
     }
@@ -472,22 +534,12 @@ impl SandboxCore {
         self.check_value(value)?;
         let subject = opts.subject.as_deref().map(|s| self.subject_hash(s)).transpose()?;
         let life = self.lifetimes(self.engine.now(), opts.ttl, opts.absolute_ttl)?;
-        let digest = self.keys.index.digest(key.as_bytes());
-        let route = route_of(key);
+        let addr = self.keys.address(key);
         let new_len = sealed_len(value.len());
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
             let new_family = self.next_family.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.shard(route).lock().set(
-                &mut cx,
-                digest.index(),
-                route,
-                digest.fingerprint(),
-                life,
-                subject,
-                value,
-                new_family,
-            );
+            let outcome = self.shard(addr.route).lock().set(&mut cx, &addr, life, subject, value, new_family);
             self.emit(cx);
             match outcome? {
                 WriteOutcome::Written(meta) => return Ok(self.meta(meta)),
@@ -502,17 +554,11 @@ impl SandboxCore {
     pub(crate) fn update_if(&self, key: &str, expected: u64, value: &[u8]) -> Result<UpdateOutcome> {
         validate_key(key)?;
         self.check_value(value)?;
-        let digest = self.keys.index.digest(key.as_bytes());
+        let addr = self.keys.address(key);
         let new_len = sealed_len(value.len());
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
-            let outcome = self.shard(route_of(key)).lock().update_if(
-                &mut cx,
-                &digest.index(),
-                digest.fingerprint(),
-                expected,
-                value,
-            );
+            let outcome = self.shard(addr.route).lock().update_if(&mut cx, &addr, expected, value);
             self.emit(cx);
             return match outcome? {
                 CasOutcome::Updated(meta) => Ok(UpdateOutcome::Updated(self.meta(meta))),
@@ -528,18 +574,18 @@ impl SandboxCore {
 
     pub(crate) fn del(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let digest = self.keys.index.digest(key.as_bytes());
+        let addr = self.keys.address(key);
         let mut cx = self.cx();
-        let deleted = self.shard(route_of(key)).lock().del(&mut cx, &digest.index());
+        let deleted = self.shard(addr.route).lock().del(&mut cx, &addr);
         self.emit(cx);
         Ok(deleted)
     }
 
     pub(crate) fn exists(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let digest = self.keys.index.digest(key.as_bytes());
+        let addr = self.keys.address(key);
         let mut cx = self.cx();
-        let exists = self.shard(route_of(key)).lock().exists(&mut cx, &digest.index());
+        let exists = self.shard(addr.route).lock().exists(&mut cx, &addr);
         self.emit(cx);
         Ok(exists)
     }
@@ -551,9 +597,9 @@ impl SandboxCore {
             Some(d) => Refresh::To(d),
             None => Refresh::Idle,
         };
-        let digest = self.keys.index.digest(key.as_bytes());
+        let addr = self.keys.address(key);
         let mut cx = self.cx();
-        let meta = self.shard(route_of(key)).lock().touch(&mut cx, &digest.index(), digest.fingerprint(), refresh);
+        let meta = self.shard(addr.route).lock().touch(&mut cx, &addr, refresh);
         self.emit(cx);
         Ok(meta.map(|m| self.meta(m)))
     }
@@ -573,15 +619,14 @@ impl SandboxCore {
         }
         let subject = opts.subject.as_deref().map(|s| to.subject_hash(s)).transpose()?;
         let life = to.lifetimes(to.engine.now(), opts.ttl, opts.absolute_ttl)?;
-        let digest = self.keys.index.digest(token.as_bytes());
-        let route = route_of(token);
+        let addr = self.keys.address(token);
         // Room in the target is taken before the source is touched, so a full
         // target refuses the migration without losing the session.
         let size = match value {
             Some(v) => sealed_len(v.len()),
             None => {
                 let mut cx = self.cx();
-                let len = self.shard(route).lock().sealed_len(&mut cx, &digest.index(), digest.fingerprint());
+                let len = self.shard(addr.route).lock().sealed_len(&mut cx, &addr);
                 self.emit(cx);
                 match len {
                     Some(len) => len as u64,
@@ -591,7 +636,7 @@ impl SandboxCore {
         };
         let mut reservation = to.reserve(size)?;
         let mut cx = self.cx();
-        let taken = self.shard(route).lock().take(&mut cx, &digest.index(), digest.fingerprint());
+        let taken = self.shard(addr.route).lock().take(&mut cx, &addr);
         self.emit(cx);
         let Some(taken) = taken else { return Ok(None) };
         let plaintext: Zeroizing<Vec<u8>> = match value {
@@ -621,12 +666,11 @@ impl SandboxCore {
         let keep = match except {
             Some(token) => {
                 validate_key(token)?;
-                let digest = self.keys.index.digest(token.as_bytes());
-                let route = route_of(token);
+                let addr = self.keys.address(token);
                 let mut cx = self.cx();
-                let slot = self.shard(route).lock().family_slot(&mut cx, &digest.index());
+                let slot = self.shard(addr.route).lock().family_slot(&mut cx, &addr);
                 self.emit(cx);
-                slot.map(|slot| (usize::from(route) & (self.shards.len() - 1), slot))
+                slot.map(|slot| (usize::from(addr.route) & (self.shards.len() - 1), slot))
             }
             None => None,
         };
@@ -937,12 +981,38 @@ mod tests {
     fn sealed_tokens_bind_family_and_rotation() {
         let secret = MasterSecret::generate();
         let a = keys("a", &secret);
-        let token = Token::mint(1);
+        let (token, _) = a.mint(1, 0);
         let sealed = a.seal_token(5, 2, &token);
         assert_eq!(a.open_token(5, 2, &sealed).unwrap(), token);
         assert!(a.open_token(5, 3, &sealed).is_err());
         assert!(a.open_token(6, 2, &sealed).is_err());
         assert!(!sealed.windows(10).any(|w| token.expose().as_bytes().windows(10).any(|t| t == w)));
+    }
+
+    #[test]
+    fn selectors_name_their_slot_and_nothing_else() {
+        let secret = MasterSecret::generate();
+        let a = keys("a", &secret);
+        for (route, slot) in [(0u8, 0u32), (7, 1), (255, 123_456), (64, u32::MAX >> 1)] {
+            let (token, digest) = a.mint(route, slot);
+            assert_eq!(token.expose().len(), ENGINE_TOKEN_LEN);
+            let addr = a.address(token.expose());
+            assert_eq!((addr.route, addr.slot), (route, Some(slot)));
+            assert_eq!(addr.digest, digest.index());
+        }
+        let (token, _) = a.mint(3, 42);
+        // Another sandbox's key decrypts the selector to garbage: no slot.
+        assert_eq!(keys("b", &secret).address(token.expose()).slot, None);
+        // A forged selector, or a changed routing byte, names no slot.
+        let mut forged = token.expose().to_owned().into_bytes();
+        forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
+        assert_eq!(a.address(std::str::from_utf8(&forged).unwrap()).slot, None);
+        let mut rerouted = token.expose().to_owned().into_bytes();
+        rerouted[0] = if rerouted[0] == b'A' { b'B' } else { b'A' };
+        assert_eq!(a.address(std::str::from_utf8(&rerouted).unwrap()).slot, None);
+        // Caller keys have none either.
+        assert_eq!(a.address("user:42:otp").slot, None);
+        assert_eq!(a.address(&"x".repeat(ENGINE_TOKEN_LEN)).slot, None);
     }
 
     #[test]

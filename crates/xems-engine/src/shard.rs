@@ -1,44 +1,65 @@
-//! One shard of a sandbox: the keyed-hash index, the records, the retired
-//! tokens of rotated sessions, the subject index and the expiry wheel, all
-//! under one lock.
+//! One shard of a sandbox: the records, the index of caller keys, the
+//! subject index and the expiry wheel, all under one lock.
 //!
 //! Every token of a session routes to the same shard (the routing byte is
 //! carried from token to successor), so a rotation, a grace hit and a reuse
 //! revocation each take exactly one lock.
 //!
+//! **Minted tokens find their record without an index.** A token carries an
+//! encrypted *selector* naming its record's slot, and a 256-bit *verifier*;
+//! the record stores only the keyed digest of the whole token, compared in
+//! constant time (the selector/verifier pattern). A rotation mints the
+//! successor for the same slot: no index entry is added or removed, and a
+//! lookup is one memory access instead of a hash-table probe chain. Caller
+//! keys (chosen by the application, e.g. the XyPriss host's first token)
+//! carry no selector and are found through `keys`, a hash table of digests.
+//!
 //! Layout (per live record, about 72 bytes here plus the sealed value):
 //!
 //! ```text
-//! table:   HashTable<u32>  entry = record slot, or alias slot | ALIAS
-//! records: Slab<Record>    key(16) sealed-box(16) deadlines(24) version,
-//!                          ttl, wheel bucket, extra slot (16)
+//! records: Slab<Record>   key digest(16) sealed-box(16) deadlines(24)
+//!                         version, ttl|flag, wheel bucket, extra slot (16)
 //! sealed:  family id (8, LE) || AES-256-GCM ciphertext || tag (16)
+//! keys:    HashTable<(digest, slot)>   caller keys only, current or retired
 //! ```
 //!
 //! Sessions that have rotated or carry a subject also have an [`Extra`]
 //! (creation time, subject, retired tokens, the sealed current token while a
-//! grace window is open); plain records pay nothing for it.
+//! grace window is open) in one contiguous block; plain records pay nothing
+//! for it.
 
 use hashbrown::{HashMap, HashTable};
 use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
-use crate::persist::{Change, Image, Journal, Put, Ticket};
+use crate::persist::{Change, Image, Journal, Put, RetiredKey, Ticket};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
 use crate::slab::Slab;
 use crate::wheel::{BucketId, Wheel};
 use xems_core::ReusePolicy;
 
-/// Tags an index entry that points at a retired token (alias) slot.
-const ALIAS: u32 = 1 << 31;
 /// No extra (in `Record::extra`).
 const NO_EXTRA: u32 = u32::MAX;
 /// Retired tokens a session keeps in any case, while in their grace window.
 const MAX_RETIRED: usize = 1024;
+/// In `Record::ttl_flags`: the current address is a caller key (it has an
+/// entry in `keys`). TTLs are at most five days, far below 2^31 ms.
+const CALLER_KEY: u32 = 1 << 31;
 
 /// Bytes of the family id prefix in a sealed value.
 pub(crate) const FAMILY_PREFIX: usize = 8;
+
+/// An address as the shard sees it: the index part of its keyed digest, its
+/// fingerprint, its routing byte, and the slot its selector names (minted
+/// tokens only).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Address {
+    pub(crate) digest: [u8; 16],
+    pub(crate) fp: Fingerprint,
+    pub(crate) route: u8,
+    pub(crate) slot: Option<u32>,
+}
 
 struct Record {
     /// Index digest (first 16 bytes) of the current token or key.
@@ -50,7 +71,8 @@ struct Record {
     /// When the current token was minted (creation time until a rotation).
     token_born: u64,
     version: u32,
-    idle_ttl_ms: u32,
+    /// Idle TTL in ms, and the `CALLER_KEY` flag in the top bit.
+    ttl_flags: u32,
     /// The one wheel bucket this record is validly registered in.
     wheel: BucketId,
     /// Slot of this record's [`Extra`], or `NO_EXTRA`.
@@ -63,31 +85,36 @@ impl Record {
         b.copy_from_slice(&self.sealed[..FAMILY_PREFIX]);
         u64::from_le_bytes(b)
     }
+
+    fn ttl_ms(&self) -> u32 {
+        self.ttl_flags & !CALLER_KEY
+    }
+
+    fn set_ttl_ms(&mut self, ms: u32) {
+        self.ttl_flags = (self.ttl_flags & CALLER_KEY) | (ms & !CALLER_KEY);
+    }
+
+    fn caller_key(&self) -> bool {
+        self.ttl_flags & CALLER_KEY != 0
+    }
 }
 
-/// A rotated-away token of a live session. Aliases leave with their
-/// session (see `remove_family`), so `record` always names a live record.
-/// A session's aliases form a list from oldest to newest through `newer`
-/// (no separate allocation per session).
-struct Alias {
+/// A rotated-away address of a session.
+#[derive(Clone, Copy)]
+struct Retired {
     key: [u8; 16],
-    record: u32,
-    newer: u32,
     grace_until: u64,
+    /// A caller key: it has an entry in `keys` to remove with it.
+    caller: bool,
 }
-
-/// The end of an alias list.
-const NONE: u32 = u32::MAX;
 
 /// What a session has beyond a plain record.
 struct Extra {
     created_at: u64,
     subject: Option<[u8; 16]>,
-    /// The oldest and newest alias slots (`NONE` when there are none) and
-    /// how many there are: at most `retired_window`, plus those in grace.
-    oldest: u32,
-    newest: u32,
-    retired: u32,
+    /// Retired addresses, oldest first: at most `retired_window` past their
+    /// grace, plus every one still in grace (up to `MAX_RETIRED`).
+    retired: SmallVec<[Retired; 4]>,
     /// The current token, sealed, while any retired token is in grace.
     current: Option<SealedToken>,
     /// Rotations so far: the nonce counter of the token seal.
@@ -99,13 +126,20 @@ struct SealedToken {
     until: u64,
 }
 
+/// A caller key's entry: its digest and its record's slot.
+#[derive(Clone, Copy)]
+struct KeyEntry {
+    key: [u8; 16],
+    slot: u32,
+}
+
 /// Where an address leads.
 enum Addr {
     Missing,
     Live(u32),
-    /// A retired token within its grace window; its session's record.
+    /// A retired address within its grace window; its session's record.
     Grace(u32),
-    /// A retired token past its grace window; its session's record.
+    /// A retired address past its grace window; its session's record.
     Retired(u32),
 }
 
@@ -202,18 +236,13 @@ fn hash16(key: &[u8; 16]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn key_of<'a>(records: &'a Slab<Record>, aliases: &'a Slab<Alias>, e: u32) -> &'a [u8; 16] {
-    if e & ALIAS != 0 {
-        &aliases.get(e & !ALIAS).expect("index entry points at a live alias").key
-    } else {
-        &records.get(e).expect("index entry points at a live record").key
-    }
+fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.ct_eq(b).into()
 }
 
 pub(crate) struct Shard {
-    table: HashTable<u32>,
+    keys: HashTable<KeyEntry>,
     records: Slab<Record>,
-    aliases: Slab<Alias>,
     extras: Slab<Extra>,
     subjects: HashMap<[u8; 16], Vec<u32>>,
     wheel: Wheel,
@@ -223,9 +252,8 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(epoch_ms: u64) -> Self {
         Shard {
-            table: HashTable::new(),
+            keys: HashTable::new(),
             records: Slab::new(),
-            aliases: Slab::new(),
             extras: Slab::new(),
             subjects: HashMap::new(),
             wheel: Wheel::new(epoch_ms),
@@ -238,69 +266,82 @@ impl Shard {
     }
 
     pub(crate) fn retired_len(&self) -> usize {
-        self.aliases.len()
+        self.extras.iter().map(|(_, x)| x.retired.len()).sum()
     }
 
     pub(crate) fn wheel_entries(&self) -> usize {
         self.wheel.entries()
     }
 
-    // ----- the index -------------------------------------------------------
-
-    fn find(&self, key: &[u8; 16]) -> Option<u32> {
-        let (records, aliases) = (&self.records, &self.aliases);
-        self.table.find(hash16(key), |&e| bool::from(key_of(records, aliases, e).ct_eq(key))).copied()
+    /// The slot the next new record will take (a new token's selector must
+    /// name it before the record exists).
+    pub(crate) fn next_slot(&mut self) -> u32 {
+        self.records.vacant()
     }
 
-    fn index_insert(&mut self, key: &[u8; 16], entry: u32) {
-        let Shard { table, records, aliases, .. } = self;
-        table.insert_unique(hash16(key), entry, |&e| hash16(key_of(records, aliases, e)));
+    // ----- the caller-key index --------------------------------------------
+
+    fn key_slot(&self, key: &[u8; 16]) -> Option<u32> {
+        self.keys.find(hash16(key), |e| ct_eq(&e.key, key)).map(|e| e.slot)
     }
 
-    fn index_remove(&mut self, key: &[u8; 16], entry: u32) {
-        if let Ok(found) = self.table.find_entry(hash16(key), |&e| e == entry) {
+    fn key_insert(&mut self, key: [u8; 16], slot: u32) {
+        self.keys.insert_unique(hash16(&key), KeyEntry { key, slot }, |e| hash16(&e.key));
+    }
+
+    fn key_remove(&mut self, key: &[u8; 16]) {
+        if let Ok(found) = self.keys.find_entry(hash16(key), |e| e.key == *key) {
             found.remove();
         }
     }
 
-    /// Whether `key` is taken (a freshly minted token colliding is a 2^-128
-    /// event, but a caller key may legitimately exist).
-    pub(crate) fn contains(&self, key: &[u8; 16]) -> bool {
-        self.find(key).is_some()
+    /// Whether a caller key is taken.
+    fn contains_key(&self, key: &[u8; 16]) -> bool {
+        self.key_slot(key).is_some()
     }
 
-    fn locate(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> Addr {
-        let Some(entry) = self.find(key) else { return Addr::Missing };
-        let (slot, grace_until) = if entry & ALIAS != 0 {
-            let alias = self.aliases.get(entry & !ALIAS).expect("index entry points at a live alias");
-            (alias.record, Some(alias.grace_until))
-        } else {
-            (entry, None)
+    fn locate(&mut self, cx: &mut Cx<'_>, addr: &Address) -> Addr {
+        let slot = match addr.slot {
+            Some(slot) => slot,
+            None => match self.key_slot(&addr.digest) {
+                Some(slot) => slot,
+                None => return Addr::Missing,
+            },
         };
-        let record = self.records.get(slot).expect("located record is live");
+        let Some(record) = self.records.get(slot) else { return Addr::Missing };
+        if ct_eq(&record.key, &addr.digest) {
+            if cx.now >= record.idle_deadline {
+                self.remove_family(cx, slot, EventKind::Expired, "expired");
+                return Addr::Missing;
+            }
+            return Addr::Live(slot);
+        }
+        let Some(until) = self
+            .extras
+            .get(record.extra)
+            .and_then(|x| x.retired.iter().find(|r| ct_eq(&r.key, &addr.digest)))
+            .map(|r| r.grace_until)
+        else {
+            return Addr::Missing;
+        };
         if cx.now >= record.idle_deadline {
             self.remove_family(cx, slot, EventKind::Expired, "expired");
             return Addr::Missing;
         }
-        match grace_until {
-            None => Addr::Live(slot),
-            Some(until) if cx.now < until => Addr::Grace(slot),
-            Some(_) => Addr::Retired(slot),
-        }
+        if cx.now < until { Addr::Grace(slot) } else { Addr::Retired(slot) }
     }
 
     // ----- records ---------------------------------------------------------
 
     fn meta(&self, slot: u32, capped: bool) -> MetaParts {
         let r = self.records.get(slot).expect("meta of a live record");
-        let created_at = self.extras.get(r.extra).map_or(r.token_born, |x| x.created_at);
         MetaParts {
             family: r.family(),
             version: r.version,
-            created_at,
+            created_at: self.extras.get(r.extra).map_or(r.token_born, |x| x.created_at),
             expires_at: r.idle_deadline,
             abs_deadline: r.abs_deadline,
-            ttl_ms: r.idle_ttl_ms,
+            ttl_ms: r.ttl_ms(),
             capped,
         }
     }
@@ -316,9 +357,7 @@ impl Shard {
             r.extra = self.extras.insert(Extra {
                 created_at: r.token_born,
                 subject: None,
-                oldest: NONE,
-                newest: NONE,
-                retired: 0,
+                retired: SmallVec::new(),
                 current: None,
                 rotations: 0,
             });
@@ -355,14 +394,14 @@ impl Shard {
         let capped = match refresh {
             Refresh::No => return false,
             Refresh::Idle => {
-                let ttl = u64::from(self.records.get(slot).expect("refresh a live record").idle_ttl_ms);
+                let ttl = u64::from(self.records.get(slot).expect("refresh a live record").ttl_ms());
                 self.set_deadline(slot, now, now + ttl);
                 false
             }
             Refresh::To(d) => {
                 let capped = xems_core::cap_ttl(d);
                 let ms = ms_u32(capped.effective);
-                self.records.get_mut(slot).expect("refresh a live record").idle_ttl_ms = ms;
+                self.records.get_mut(slot).expect("refresh a live record").set_ttl_ms(ms);
                 self.set_deadline(slot, now, now + u64::from(ms));
                 capped.capped
             }
@@ -372,52 +411,56 @@ impl Shard {
             sandbox: &cx.sb.name,
             family: r.family(),
             idle_deadline: r.idle_deadline,
-            idle_ttl_ms: r.idle_ttl_ms,
+            idle_ttl_ms: r.ttl_ms(),
         });
         capped
     }
 
-    /// Inserts a new record under `key`, which must not be in the index.
-    /// `value` is the plaintext of `sealed`, for the journal.
-    #[allow(clippy::too_many_arguments)]
+    /// Inserts a new record under `addr`: a caller key (entered in the key
+    /// index), or a minted token whose selector names `next_slot()`. `value`
+    /// is the plaintext of `sealed`, for the journal.
     pub(crate) fn insert(
         &mut self,
         cx: &mut Cx<'_>,
-        key: [u8; 16],
-        route: u8,
+        addr: &Address,
         sealed: Box<[u8]>,
         value: &[u8],
         life: Lifetimes,
         subject: Option<[u8; 16]>,
-        fp: Fingerprint,
     ) -> MetaParts {
         let now = cx.now;
+        let caller = addr.slot.is_none();
         let record = Record {
-            key,
+            key: addr.digest,
             sealed,
             idle_deadline: (now + u64::from(life.ttl_ms)).min(life.abs_deadline),
             abs_deadline: life.abs_deadline,
             token_born: now,
             version: 1,
-            idle_ttl_ms: life.ttl_ms,
+            ttl_flags: (life.ttl_ms & !CALLER_KEY) | if caller { CALLER_KEY } else { 0 },
             wheel: 0,
             extra: NO_EXTRA,
         };
         let slot = self.records.insert(record);
-        self.index_insert(&key, slot);
+        debug_assert!(addr.slot.is_none_or(|s| s == slot), "a minted token names the slot it gets");
+        if caller {
+            self.key_insert(addr.digest, slot);
+        }
         self.register(slot, now);
         if let Some(subject) = subject {
             self.extra_mut(slot).subject = Some(subject);
             self.subjects.entry(subject).or_default().push(slot);
         }
         self.counters.add(EventKind::Created, 1);
-        cx.raise(EventKind::Created, Some(fp), "");
+        cx.raise(EventKind::Created, Some(addr.fp), "");
         let meta = self.meta(slot, life.capped);
         cx.log(Change::Put(Put {
             sandbox: &cx.sb.name,
             family: meta.family,
-            route,
-            key,
+            route: addr.route,
+            slot,
+            key: addr.digest,
+            caller_key: caller,
             version: 1,
             value,
             created_at: now,
@@ -429,15 +472,15 @@ impl Shard {
         meta
     }
 
-    /// Removes a session: its record, every retired token, its subject entry.
+    /// Removes a session: its record, its caller keys, its subject entry.
     fn remove_family(&mut self, cx: &mut Cx<'_>, slot: u32, kind: EventKind, detail: &'static str) {
         let Some(record) = self.records.remove(slot) else { return };
-        self.index_remove(&record.key, slot);
+        if record.caller_key() {
+            self.key_remove(&record.key);
+        }
         if let Some(extra) = self.extras.remove(record.extra) {
-            let mut a = extra.oldest;
-            while let Some(alias) = self.aliases.remove(a) {
-                self.index_remove(&alias.key, a | ALIAS);
-                a = alias.newer;
+            for r in extra.retired.iter().filter(|r| r.caller) {
+                self.key_remove(&r.key);
             }
             if let Some(subject) = extra.subject
                 && let Some(list) = self.subjects.get_mut(&subject)
@@ -467,76 +510,57 @@ impl Shard {
 
     // ----- rotation --------------------------------------------------------
 
-    /// Mints the successor of a live record's token, retiring the old one
-    /// with a grace window.
+    /// Mints the successor of a live record's token, retiring the old
+    /// address with a grace window. The successor names the same slot: no
+    /// index entry moves.
     fn rotate(&mut self, cx: &mut Cx<'_>, slot: u32, route: u8, grace_ms: u64) -> Token {
         let now = cx.now;
-        let keys = &cx.sb.keys;
-        let (token, new_key) = loop {
-            let t = Token::mint(route);
-            let k = keys.index.digest(t.expose().as_bytes()).index();
-            if !self.contains(&k) {
-                break (t, k);
-            }
-        };
+        let (token, digest) = cx.sb.keys.mint(route, slot);
+        let new_key = digest.index();
+        let window = cx.sb.engine.retired_window;
         // Create the extra first: it records the creation time before
         // `token_born` moves.
-        let window = cx.sb.engine.retired_window;
         self.extra_mut(slot);
         let record = self.records.get_mut(slot).expect("rotate a live record");
         let old_key = std::mem::replace(&mut record.key, new_key);
+        let old_caller = record.caller_key();
+        record.ttl_flags &= !CALLER_KEY;
         record.token_born = now;
         let family = record.family();
-        let extra_slot = record.extra;
-        let alias = self.aliases.insert(Alias { key: old_key, record: slot, newer: NONE, grace_until: now + grace_ms });
-        // The old key's index entry now points at the alias; the new key at
-        // the record.
-        if let Some(e) = self.table.find_mut(hash16(&old_key), |&e| e == slot) {
-            *e = alias | ALIAS;
-        }
-        self.index_insert(&new_key, slot);
-
-        let Shard { extras, aliases, .. } = self;
-        let extra = extras.get_mut(extra_slot).expect("extra was just ensured");
-        match aliases.get_mut(extra.newest) {
-            Some(newest) => newest.newer = alias,
-            None => extra.oldest = alias,
-        }
-        extra.newest = alias;
-        extra.retired += 1;
-        // Forget the oldest retired tokens beyond the window, but never one
-        // still in its grace window (a burst of rotations must not push out
-        // a token a concurrent request still carries), up to a hard cap.
-        let mut dropped: SmallVec<[([u8; 16], u32); 2]> = SmallVec::new();
-        while extra.retired as usize > window {
-            let oldest = extra.oldest;
-            let front = aliases.get(oldest).expect("the list is as long as its count");
-            if front.grace_until > now && extra.retired as usize <= MAX_RETIRED {
+        let extra = self.extras.get_mut(record.extra).expect("extra was just ensured");
+        extra.retired.push(Retired { key: old_key, grace_until: now + grace_ms, caller: old_caller });
+        // Forget the oldest retired addresses beyond the window, but never
+        // one still in its grace window (a burst of rotations must not push
+        // out a token a concurrent request still carries), up to a hard cap.
+        let mut dropped: SmallVec<[[u8; 16]; 2]> = SmallVec::new();
+        while extra.retired.len() > window {
+            if extra.retired[0].grace_until > now && extra.retired.len() <= MAX_RETIRED {
                 break;
             }
-            let front = aliases.remove(oldest).expect("just read");
-            extra.oldest = front.newer;
-            extra.retired -= 1;
-            dropped.push((front.key, oldest));
+            let gone = extra.retired.remove(0);
+            if gone.caller {
+                dropped.push(gone.key);
+            }
         }
         extra.rotations = extra.rotations.wrapping_add(1);
         let until = extra.current.as_ref().map_or(0, |c| c.until).max(now + grace_ms);
-        extra.current =
-            (until > now).then(|| SealedToken { sealed: keys.seal_token(family, extra.rotations, &token), until });
+        extra.current = (until > now)
+            .then(|| SealedToken { sealed: cx.sb.keys.seal_token(family, extra.rotations, &token), until });
+        for key in dropped {
+            self.key_remove(&key);
+        }
+        self.counters.add(EventKind::Rotated, 1);
+        cx.raise(EventKind::Rotated, None, "");
         cx.log(Change::Rotate {
             sandbox: &cx.sb.name,
             family,
             old_key,
+            old_caller_key: old_caller,
             grace_until: now + grace_ms,
             new_key,
             token_born: now,
             current: (until > now).then_some((&token, until)),
         });
-        for (key, slot) in dropped {
-            self.index_remove(&key, slot | ALIAS);
-        }
-        self.counters.add(EventKind::Rotated, 1);
-        cx.raise(EventKind::Rotated, None, "");
         token
     }
 
@@ -550,19 +574,12 @@ impl Shard {
 
     // ----- operations ------------------------------------------------------
 
-    pub(crate) fn resolve(
-        &mut self,
-        cx: &mut Cx<'_>,
-        key: &[u8; 16],
-        fp: Fingerprint,
-        route: u8,
-        opts: &ResolveOptions,
-    ) -> Option<Found> {
+    pub(crate) fn resolve(&mut self, cx: &mut Cx<'_>, addr: &Address, opts: &ResolveOptions) -> Option<Found> {
         let now = cx.now;
-        match self.locate(cx, key) {
+        match self.locate(cx, addr) {
             Addr::Missing => None,
             Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
+                self.reuse(cx, slot, addr.fp);
                 None
             }
             Addr::Grace(slot) => {
@@ -571,7 +588,7 @@ impl Shard {
                 let capped = self.refresh(cx, slot, opts.refresh);
                 self.counters.add(EventKind::Resolved, 1);
                 self.counters.add(EventKind::GraceHit, 1);
-                cx.raise(EventKind::GraceHit, Some(fp), "");
+                cx.raise(EventKind::GraceHit, Some(addr.fp), "");
                 Some(self.found(slot, token, ResolveOutcome::Grace, capped))
             }
             Addr::Live(slot) => {
@@ -582,7 +599,7 @@ impl Shard {
                     Rotation::OlderThan(age) => now.saturating_sub(born) >= ms_u64(age),
                 };
                 let (token, outcome) = if rotate {
-                    (Some(self.rotate(cx, slot, route, ms_u64(opts.grace))), ResolveOutcome::Rotated)
+                    (Some(self.rotate(cx, slot, addr.route, ms_u64(opts.grace))), ResolveOutcome::Rotated)
                 } else {
                     // Drop a sealed current token once no grace window needs it.
                     let extra_slot = self.records.get(slot).expect("live").extra;
@@ -595,30 +612,24 @@ impl Shard {
                 };
                 let capped = self.refresh(cx, slot, opts.refresh);
                 self.counters.add(EventKind::Resolved, 1);
-                cx.raise(EventKind::Resolved, Some(fp), "");
+                cx.raise(EventKind::Resolved, Some(addr.fp), "");
                 Some(self.found(slot, token, outcome, capped))
             }
         }
     }
 
-    pub(crate) fn exists(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> bool {
-        matches!(self.locate(cx, key), Addr::Live(_) | Addr::Grace(_))
+    pub(crate) fn exists(&mut self, cx: &mut Cx<'_>, addr: &Address) -> bool {
+        matches!(self.locate(cx, addr), Addr::Live(_) | Addr::Grace(_))
     }
 
-    pub(crate) fn touch(
-        &mut self,
-        cx: &mut Cx<'_>,
-        key: &[u8; 16],
-        fp: Fingerprint,
-        refresh: Refresh,
-    ) -> Option<MetaParts> {
-        let slot = self.use_addr(cx, key, fp)?;
+    pub(crate) fn touch(&mut self, cx: &mut Cx<'_>, addr: &Address, refresh: Refresh) -> Option<MetaParts> {
+        let slot = self.use_addr(cx, addr)?;
         let capped = self.refresh(cx, slot, refresh);
         Some(self.meta(slot, capped))
     }
 
-    pub(crate) fn del(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> bool {
-        match self.locate(cx, key) {
+    pub(crate) fn del(&mut self, cx: &mut Cx<'_>, addr: &Address) -> bool {
+        match self.locate(cx, addr) {
             Addr::Missing => false,
             Addr::Live(slot) | Addr::Grace(slot) | Addr::Retired(slot) => {
                 self.remove_family(cx, slot, EventKind::Deleted, "");
@@ -662,28 +673,26 @@ impl Shard {
             value,
             idle_deadline: r.idle_deadline,
             abs_deadline: r.abs_deadline,
-            idle_ttl_ms: r.idle_ttl_ms,
+            idle_ttl_ms: r.ttl_ms(),
             subject,
         });
     }
 
     /// `set`: replace the value of an existing record (keeping its absolute
-    /// deadline, restarting its idle TTL) or create a new one.
-    #[allow(clippy::too_many_arguments)]
+    /// deadline, restarting its idle TTL) or create a new one under a caller
+    /// key (a minted token that leads nowhere is never recreated).
     pub(crate) fn set(
         &mut self,
         cx: &mut Cx<'_>,
-        key: [u8; 16],
-        route: u8,
-        fp: Fingerprint,
+        addr: &Address,
         life: Lifetimes,
         subject: Option<[u8; 16]>,
         value: &[u8],
         new_family: u64,
     ) -> Result<WriteOutcome, xems_core::Error> {
-        match self.locate(cx, &key) {
+        match self.locate(cx, addr) {
             Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
+                self.reuse(cx, slot, addr.fp);
                 Ok(WriteOutcome::Retired)
             }
             Addr::Live(slot) | Addr::Grace(slot) => {
@@ -692,7 +701,7 @@ impl Shard {
                 }
                 let now = cx.now;
                 let r = self.records.get_mut(slot).expect("live");
-                r.idle_ttl_ms = life.ttl_ms;
+                r.set_ttl_ms(life.ttl_ms);
                 r.abs_deadline = r.abs_deadline.min(life.abs_deadline);
                 self.set_deadline(slot, now, now + u64::from(life.ttl_ms));
                 if let Some(subject) = subject {
@@ -706,8 +715,11 @@ impl Shard {
                 if !cx.sb.try_take(1, new_len as u64) {
                     return Ok(WriteOutcome::Full);
                 }
+                // A token-shaped address that leads nowhere is stored as a
+                // caller key: the application chose it.
+                let key = Address { slot: None, ..*addr };
                 let sealed = cx.sb.keys.seal_value(new_family, 1, value);
-                Ok(WriteOutcome::Written(self.insert(cx, key, route, sealed, value, life, subject, fp)))
+                Ok(WriteOutcome::Written(self.insert(cx, &key, sealed, value, life, subject)))
             }
         }
     }
@@ -732,15 +744,14 @@ impl Shard {
     pub(crate) fn update_if(
         &mut self,
         cx: &mut Cx<'_>,
-        key: &[u8; 16],
-        fp: Fingerprint,
+        addr: &Address,
         expected: u64,
         value: &[u8],
     ) -> Result<CasOutcome, xems_core::Error> {
-        match self.locate(cx, key) {
+        match self.locate(cx, addr) {
             Addr::Missing => Ok(CasOutcome::NotFound),
             Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
+                self.reuse(cx, slot, addr.fp);
                 Ok(CasOutcome::Retired)
             }
             Addr::Live(slot) | Addr::Grace(slot) => {
@@ -758,8 +769,8 @@ impl Shard {
     }
 
     /// Takes a session out of this shard (migration). Its tokens die here.
-    pub(crate) fn take(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<Taken> {
-        let slot = self.use_addr(cx, key, fp)?;
+    pub(crate) fn take(&mut self, cx: &mut Cx<'_>, addr: &Address) -> Option<Taken> {
+        let slot = self.use_addr(cx, addr)?;
         let r = self.records.get(slot).expect("live");
         let taken = Taken {
             sealed: r.sealed[FAMILY_PREFIX..].to_vec(),
@@ -773,11 +784,11 @@ impl Shard {
 
     /// The record an address leads to, for an operation that uses it: a
     /// retired token past its grace is a replay and is handled as one.
-    fn use_addr(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<u32> {
-        match self.locate(cx, key) {
+    fn use_addr(&mut self, cx: &mut Cx<'_>, addr: &Address) -> Option<u32> {
+        match self.locate(cx, addr) {
             Addr::Missing => None,
             Addr::Retired(slot) => {
-                self.reuse(cx, slot, fp);
+                self.reuse(cx, slot, addr.fp);
                 None
             }
             Addr::Live(slot) | Addr::Grace(slot) => Some(slot),
@@ -785,14 +796,14 @@ impl Shard {
     }
 
     /// The sealed size of the record an address resolves to.
-    pub(crate) fn sealed_len(&mut self, cx: &mut Cx<'_>, key: &[u8; 16], fp: Fingerprint) -> Option<usize> {
-        let slot = self.use_addr(cx, key, fp)?;
+    pub(crate) fn sealed_len(&mut self, cx: &mut Cx<'_>, addr: &Address) -> Option<usize> {
+        let slot = self.use_addr(cx, addr)?;
         self.records.get(slot).map(|r| r.sealed.len())
     }
 
     /// The family record slot an address resolves to (live or in grace).
-    pub(crate) fn family_slot(&mut self, cx: &mut Cx<'_>, key: &[u8; 16]) -> Option<u32> {
-        match self.locate(cx, key) {
+    pub(crate) fn family_slot(&mut self, cx: &mut Cx<'_>, addr: &Address) -> Option<u32> {
+        match self.locate(cx, addr) {
             Addr::Live(slot) | Addr::Grace(slot) => Some(slot),
             Addr::Missing | Addr::Retired(_) => None,
         }
@@ -807,7 +818,8 @@ impl Shard {
             .collect()
     }
 
-    /// Revokes the sessions of a subject for which `pick(family)` holds.
+    /// Revokes the sessions of a subject for which `pick(slot, family)`
+    /// holds.
     pub(crate) fn revoke_subject(
         &mut self,
         cx: &mut Cx<'_>,
@@ -854,10 +866,9 @@ impl Shard {
 
     /// Gives memory back after mass expiry.
     fn maybe_shrink(&mut self) {
-        let len = self.table.len();
-        if self.table.capacity() > 1024 && len * 4 < self.table.capacity() {
-            let Shard { table, records, aliases, .. } = self;
-            table.shrink_to(len * 2, |&e| hash16(key_of(records, aliases, e)));
+        let len = self.keys.len();
+        if self.keys.capacity() > 1024 && len * 4 < self.keys.capacity() {
+            self.keys.shrink_to(len * 2, |e| hash16(&e.key));
         }
     }
 
@@ -900,14 +911,14 @@ impl Shard {
             return true;
         }
     }
-}
 
-impl Shard {
+    // ----- snapshots and restore -------------------------------------------
+
     /// Images of every live record (snapshots). Values and the current
     /// tokens are opened with this process's keys.
     pub(crate) fn images(&self, sb: &SandboxCore, now: u64, route: u8) -> Vec<Image> {
         let mut out = Vec::with_capacity(self.records.len());
-        for (_, r) in self.records.iter() {
+        for (slot, r) in self.records.iter() {
             if now >= r.idle_deadline {
                 continue;
             }
@@ -918,30 +929,29 @@ impl Shard {
                 continue;
             }
             let extra = self.extras.get(r.extra);
-            let mut retired = Vec::new();
-            let mut current = None;
-            if let Some(x) = extra {
-                let mut a = x.oldest;
-                while let Some(alias) = self.aliases.get(a) {
-                    retired.push((alias.key, alias.grace_until));
-                    a = alias.newer;
-                }
-                if let Some(c) = x.current.as_ref().filter(|c| c.until > now) {
-                    current = sb.keys.open_token(family, x.rotations, &c.sealed).ok().map(|t| (t, c.until));
-                }
-            }
+            let retired = extra.map_or_else(Vec::new, |x| {
+                x.retired
+                    .iter()
+                    .map(|t| RetiredKey { key: t.key, grace_until: t.grace_until, caller_key: t.caller })
+                    .collect()
+            });
+            let current = extra
+                .and_then(|x| x.current.as_ref().filter(|c| c.until > now).map(|c| (x.rotations, c)))
+                .and_then(|(n, c)| sb.keys.open_token(family, n, &c.sealed).ok().map(|t| (t, c.until)));
             out.push(Image {
                 sandbox: sb.name.to_string(),
                 family,
                 route,
+                slot,
                 key: r.key,
+                caller_key: r.caller_key(),
                 version: r.version,
                 value,
                 created_at: extra.map_or(r.token_born, |x| x.created_at),
                 token_born: r.token_born,
                 idle_deadline: r.idle_deadline,
                 abs_deadline: r.abs_deadline,
-                idle_ttl_ms: r.idle_ttl_ms,
+                idle_ttl_ms: r.ttl_ms(),
                 subject: extra.and_then(|x| x.subject),
                 retired,
                 current,
@@ -950,15 +960,22 @@ impl Shard {
         out
     }
 
-    /// Puts a record back as it was (restore). Returns its sealed size, or
-    /// `None` if its key is already taken (a duplicate is dropped).
+    /// Puts a record back as it was, in the slot its tokens name (restore).
+    /// Returns its sealed size, or `None` if its slot or one of its caller
+    /// keys is already taken (a duplicate is dropped).
     pub(crate) fn restore(&mut self, cx: &Cx<'_>, img: &Image) -> Option<usize> {
         let now = cx.now;
-        if self.contains(&img.key) || img.retired.iter().any(|(k, _)| self.contains(k)) {
+        let caller_keys = || {
+            std::iter::once(&img.key)
+                .filter(|_| img.caller_key)
+                .chain(img.retired.iter().filter(|r| r.caller_key).map(|r| &r.key))
+        };
+        if self.records.get(img.slot).is_some() || caller_keys().any(|k| self.contains_key(k)) {
             return None;
         }
         let sealed = cx.sb.keys.seal_value(img.family, img.version, &img.value);
         let len = sealed.len();
+        let ttl = img.idle_ttl_ms & !CALLER_KEY;
         let record = Record {
             key: img.key,
             sealed,
@@ -966,12 +983,18 @@ impl Shard {
             abs_deadline: img.abs_deadline,
             token_born: img.token_born,
             version: img.version,
-            idle_ttl_ms: img.idle_ttl_ms,
+            ttl_flags: ttl | if img.caller_key { CALLER_KEY } else { 0 },
             wheel: 0,
             extra: NO_EXTRA,
         };
-        let slot = self.records.insert(record);
-        self.index_insert(&img.key, slot);
+        if !self.records.place(img.slot, record) {
+            return None;
+        }
+        let slot = img.slot;
+        let keys: Vec<[u8; 16]> = caller_keys().copied().collect();
+        for key in keys {
+            self.key_insert(key, slot);
+        }
         self.register(slot, now);
         let needs_extra = img.created_at != img.token_born
             || img.subject.is_some()
@@ -983,28 +1006,18 @@ impl Shard {
         let extra = self.extra_mut(slot);
         extra.created_at = img.created_at;
         extra.subject = img.subject;
-        if let Some((token, until)) =
-            img.current.as_ref().filter(|(t, until)| *until > now && t.expose().len() == xems_core::TOKEN_LEN)
-        {
+        extra.retired = img
+            .retired
+            .iter()
+            .map(|r| Retired { key: r.key, grace_until: r.grace_until, caller: r.caller_key })
+            .collect();
+        if let Some((token, until)) = img.current.as_ref().filter(|(_, until)| *until > now) {
             // Rotation 0 is never used by a live rotation (they count from
             // 1), so this nonce is fresh under this process's key.
             extra.current = Some(SealedToken { sealed: cx.sb.keys.seal_token(img.family, 0, token), until: *until });
         }
         if let Some(subject) = img.subject {
             self.subjects.entry(subject).or_default().push(slot);
-        }
-        for (key, grace_until) in &img.retired {
-            let alias = self.aliases.insert(Alias { key: *key, record: slot, newer: NONE, grace_until: *grace_until });
-            self.index_insert(key, alias | ALIAS);
-            let extra_slot = self.records.get(slot).expect("restored").extra;
-            let Shard { extras, aliases, .. } = self;
-            let extra = extras.get_mut(extra_slot).expect("restored extra");
-            match aliases.get_mut(extra.newest) {
-                Some(newest) => newest.newer = alias,
-                None => extra.oldest = alias,
-            }
-            extra.newest = alias;
-            extra.retired += 1;
         }
         Some(len)
     }

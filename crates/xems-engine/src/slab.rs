@@ -16,11 +16,70 @@ pub(crate) struct Slab<T> {
     chunks: Vec<Vec<Entry<T>>>,
     free: u32,
     len: usize,
+    /// Entries were placed at chosen slots (restore): the free list must be
+    /// rebuilt before the next insert.
+    free_dirty: bool,
 }
 
 impl<T> Slab<T> {
     pub(crate) fn new() -> Self {
-        Slab { chunks: Vec::new(), free: NIL, len: 0 }
+        Slab { chunks: Vec::new(), free: NIL, len: 0, free_dirty: false }
+    }
+
+    fn capacity_slots(&self) -> usize {
+        self.chunks.len().saturating_sub(1) * CHUNK + self.chunks.last().map_or(0, Vec::len)
+    }
+
+    /// Links every vacant entry into the free list again.
+    fn rebuild_free_list(&mut self) {
+        let mut free = NIL;
+        for (c, chunk) in self.chunks.iter_mut().enumerate().rev() {
+            for (i, e) in chunk.iter_mut().enumerate().rev() {
+                if let Entry::Vacant(next) = e {
+                    *next = free;
+                    free = (c * CHUNK + i) as u32;
+                }
+            }
+        }
+        self.free = free;
+        self.free_dirty = false;
+    }
+
+    /// The slot the next [`insert`](Self::insert) will return.
+    pub(crate) fn vacant(&mut self) -> u32 {
+        if self.free_dirty {
+            self.rebuild_free_list();
+        }
+        if self.free != NIL {
+            return self.free;
+        }
+        match self.chunks.last() {
+            Some(c) if c.len() < CHUNK => ((self.chunks.len() - 1) * CHUNK + c.len()) as u32,
+            _ => (self.chunks.len() * CHUNK) as u32,
+        }
+    }
+
+    /// Stores `value` at `slot` (restore), growing the slab with vacant
+    /// entries as needed. `false` if the slot is taken.
+    pub(crate) fn place(&mut self, slot: u32, value: T) -> bool {
+        let target = slot as usize;
+        if target >= (u32::MAX >> 1) as usize {
+            return false;
+        }
+        while self.capacity_slots() <= target {
+            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                self.chunks.push(Vec::with_capacity(CHUNK));
+            }
+            self.chunks.last_mut().expect("just ensured a chunk").push(Entry::Vacant(NIL));
+        }
+        let entry = self.entry_mut(slot).expect("grown to hold the slot");
+        if matches!(entry, Entry::Occupied(_)) {
+            return false;
+        }
+        *entry = Entry::Occupied(value);
+        self.len += 1;
+        self.free_dirty = true;
+        true
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -54,6 +113,9 @@ impl<T> Slab<T> {
     /// Stores `value` and returns its slot. Slots below `u32::MAX >> 1` only:
     /// the top bit tags alias slots in the shard's index.
     pub(crate) fn insert(&mut self, value: T) -> u32 {
+        if self.free_dirty {
+            self.rebuild_free_list();
+        }
         self.len += 1;
         if self.free != NIL {
             let slot = self.free;
@@ -75,6 +137,9 @@ impl<T> Slab<T> {
     }
 
     pub(crate) fn remove(&mut self, slot: u32) -> Option<T> {
+        if self.free_dirty {
+            self.rebuild_free_list();
+        }
         let free = self.free;
         let entry = self.entry_mut(slot)?;
         if matches!(entry, Entry::Vacant(_)) {

@@ -9,7 +9,14 @@ use xems_core::{CreateOptions, MockClock, Refresh, ResolveOptions, ResolveOutcom
 use xems_engine::{Engine, Sandbox};
 
 const SANDBOXES: [&str; 2] = ["a", "b"];
-const KEYS: [&str; 4] = ["k0", "k1", "user:2:otp", "9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617"];
+const KEYS: [&str; 5] = [
+    "k0",
+    "k1",
+    "user:2:otp",
+    "9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617",
+    // Shaped like a minted token (66 URL-safe characters) but chosen by the caller.
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+];
 const TTLS_MS: [u64; 4] = [1_000, 5_000, 60_000, 900_000];
 const GRACES_MS: [u64; 3] = [0, 500, 1_000];
 const WINDOW: usize = 4;
