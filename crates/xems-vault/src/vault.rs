@@ -281,6 +281,25 @@ struct Prepared {
     path: PathBuf,
     segment: Arc<Segment>,
     core: Arc<Core>,
+    /// Renamed into place: no longer removed on drop.
+    placed: bool,
+}
+
+impl Prepared {
+    fn place(&mut self, dir: &Path) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(VaultError::io(format!("cannot rename {}", self.tmp.display())))?;
+        self.placed = true;
+        fsync_dir(dir)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.placed {
+            // A failed open leaves nothing behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// What recovery did.
@@ -686,7 +705,7 @@ impl Opened {
             .map_err(VaultError::io(format!("cannot write {}", tmp.display())))?;
         let segment = Arc::new(Segment { file, path: path.clone(), generation, file_id: header.file_id });
         let core = Core::new(self.opts.fsync, segment.clone(), sealer, journal_bytes + bytes.len() as u64);
-        Ok(Prepared { tmp, path, segment, core })
+        Ok(Prepared { tmp, path, segment, core, placed: false })
     }
 
     /// The root of the engine's stable keys (pass it to
@@ -820,7 +839,7 @@ impl Opened {
             restored += n as u64;
             Ok(())
         })?;
-        let prepared = self.prepared.take().expect("a vault opened for writing");
+        let mut prepared = self.prepared.take().expect("a vault opened for writing");
         if let Some(t) = &self.torn {
             let j = self.journals.last().expect("a torn tail is in a journal");
             let f = OpenOptions::new()
@@ -832,9 +851,7 @@ impl Opened {
                 .map_err(VaultError::io(format!("cannot cut the torn tail of {}", j.found.path.display())))?;
             tracing::warn!(file = %t.file, bytes = t.bytes, "vault: cut off the torn tail");
         }
-        std::fs::rename(&prepared.tmp, &prepared.path)
-            .map_err(VaultError::io(format!("cannot rename {}", prepared.tmp.display())))?;
-        fsync_dir(&self.dir)?;
+        prepared.place(&self.dir)?;
         for p in &self.obsolete {
             remove(p)?;
         }
@@ -843,6 +860,7 @@ impl Opened {
         }
         let snapshot_bytes = self.snapshot.as_ref().map_or(0, |(f, _)| f.size);
         let threads = prepared.core.start().map_err(VaultError::io("cannot start the vault writer"))?;
+        let (core, segment) = (prepared.core.clone(), prepared.segment.clone());
         let recovery = Recovery {
             restored,
             expired: counts.expired + (counts.live - restored),
@@ -860,7 +878,7 @@ impl Opened {
         );
         let inner = Arc::new(Inner {
             dir: self.dir.clone(),
-            core: prepared.core,
+            core,
             identity: Identity {
                 keyring: self.opts.keyring.clone(),
                 vault_id: self.vault_id,
@@ -868,7 +886,7 @@ impl Opened {
                 shards: self.shards,
                 machine: if self.bound { self.machine.clone() } else { None },
             },
-            compaction: Mutex::new(CompactionState { snapshot_bytes, current: prepared.segment }),
+            compaction: Mutex::new(CompactionState { snapshot_bytes, current: segment }),
             compact_min_bytes: self.opts.compact_min_bytes,
             compact_ratio: self.opts.compact_ratio,
             stop: Mutex::new(false),
@@ -1443,10 +1461,8 @@ pub fn rewrite(dir: &Path, opts: VaultOptions, progress: &mut dyn FnMut(u64, u64
     let generation = last.found.header.generation + 1;
     let (link, prev_frames) = (last.found.header.file_id, last.frames);
     // 1. The new journal segment.
-    let prepared = opened.prepare_segment(generation, link, prev_frames, 0)?;
-    std::fs::rename(&prepared.tmp, &prepared.path)
-        .map_err(VaultError::io(format!("cannot rename {}", prepared.tmp.display())))?;
-    fsync_dir(dir)?;
+    let mut prepared = opened.prepare_segment(generation, link, prev_frames, 0)?;
+    prepared.place(dir)?;
     // 2. The snapshot.
     let (sh, sk) = opened.new_file_keys(FileKind::Snapshot, generation, prepared.segment.file_id, now);
     let mut w = SnapshotWriter::create(dir, &sh, sk, opened.shards)?;
