@@ -287,7 +287,8 @@ struct Prepared {
 
 impl Prepared {
     fn place(&mut self, dir: &Path) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.path).map_err(VaultError::io(format!("cannot rename {}", self.tmp.display())))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(VaultError::io(format!("cannot rename {}", self.tmp.display())))?;
         self.placed = true;
         fsync_dir(dir)
     }

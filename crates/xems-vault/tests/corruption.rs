@@ -137,7 +137,9 @@ fn every_flipped_byte_is_detected() {
 fn a_flipped_byte_stops_the_real_open_and_changes_nothing() {
     let base = tempfile::tempdir().unwrap();
     build(base.path());
-    for (name, pos) in [("snapshot.000002", 300), ("journal.000002", 240), ("journal.000003", 230), ("journal.000003", 20)] {
+    for (name, pos) in
+        [("snapshot.000002", 300), ("journal.000002", 240), ("journal.000003", 230), ("journal.000003", 20)]
+    {
         let dir = copy_vault(base.path());
         let path = file(dir.path(), &name);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -325,10 +327,9 @@ fn truncating_anything_else_is_an_error() {
             let dir = copy_vault(base.path());
             std::fs::write(file(dir.path(), name), &full[..cut]).unwrap();
             match report(dir.path()) {
-                Err(e) => assert!(
-                    e.is_corruption() || matches!(e, VaultError::NotAVault { .. }),
-                    "{name} cut at {cut}: {e}"
-                ),
+                Err(e) => {
+                    assert!(e.is_corruption() || matches!(e, VaultError::NotAVault { .. }), "{name} cut at {cut}: {e}")
+                }
                 Ok(r) => panic!("{name} cut at {cut} went unnoticed: {r:?}"),
             }
         }
