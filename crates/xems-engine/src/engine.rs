@@ -209,7 +209,7 @@ impl Default for EngineBuilder {
             default_limits: SandboxLimits::default(),
             sandbox_limits: StdHashMap::new(),
             reuse_policy: ReusePolicy::default(),
-            retired_window: 16,
+            retired_window: 4,
             max_sandboxes: 1024,
             shards: 64,
             sweep_interval: Some(Duration::from_millis(100)),
@@ -267,7 +267,7 @@ impl EngineBuilder {
     }
 
     /// How many rotated-away tokens each session remembers for grace hits
-    /// and reuse detection (default 16, at most 1024). Older ones are
+    /// and reuse detection (default 4, at most 1024). Older ones are
     /// forgotten: presenting them is then a plain miss.
     pub fn retired_tokens_per_session(mut self, n: usize) -> Self {
         self.retired_window = n;
@@ -360,8 +360,9 @@ impl EngineBuilder {
             }
         }
         let secret = self.secret.unwrap_or_else(MasterSecret::generate);
-        let mut salt = [0u8; 32];
-        xems_core::random_bytes(&mut salt);
+        // The per-process salt comes straight from the kernel (a key, not a
+        // token): see `xems_core::MasterSecret::generate`.
+        let salt = *MasterSecret::generate().expose_secret();
         let stable = match &self.key_root {
             Some(root) => KeyDeriver::from_root(root, b"xems/v1/engine"),
             None => KeyDeriver::new(&secret, b"xems/v1/engine"),
