@@ -1076,7 +1076,7 @@ impl SnapshotWriter {
     /// Seals what `buf` holds from `FRAME_HEADER_LEN` on and writes it.
     fn seal_frame(&mut self) -> Result<()> {
         let aad = record_aad(&self.vault_id, &self.file_id, FileKind::Snapshot, self.seq);
-        self.key.seal_in_place(record_nonce(self.seq), &aad, &mut *self.buf, FRAME_HEADER_LEN);
+        self.key.seal_in_place(record_nonce(self.seq), &aad, &mut self.buf, FRAME_HEADER_LEN);
         let n = u32::try_from(self.buf.len() - FRAME_HEADER_LEN).expect("a block is smaller than 4 GiB");
         self.buf[..FRAME_HEADER_LEN].copy_from_slice(&frame_header(n));
         self.out.write_all(&self.buf).map_err(VaultError::io(format!("cannot write {}", self.tmp.display())))?;

@@ -141,7 +141,7 @@ fn a_flipped_byte_stops_the_real_open_and_changes_nothing() {
         [("snapshot.000002", 300), ("journal.000002", 240), ("journal.000003", 230), ("journal.000003", 20)]
     {
         let dir = copy_vault(base.path());
-        let path = file(dir.path(), &name);
+        let path = file(dir.path(), name);
         let mut bytes = std::fs::read(&path).unwrap();
         let len = bytes.len();
         bytes[pos.min(len - 1)] ^= 0x04;
@@ -160,7 +160,7 @@ fn a_flipped_byte_stops_the_real_open_and_changes_nothing() {
         };
         let mut before = snapshot(dir.path());
         before.sort();
-        let err = open_with(dir.path(), opts(&secret(1)), &clock()).err().expect("damage is an error");
+        let err = open_with(dir.path(), opts(&secret(1)), &clock()).expect_err("damage is an error");
         assert!(matches!(err, VaultError::Corrupt { .. } | VaultError::WrongSecret { .. }), "{name}@{pos}: {err}");
         let mut after = snapshot(dir.path());
         after.sort();
