@@ -1,0 +1,386 @@
+//! The vault benchmark: `cargo bench -p xems-server --bench vault [-- --quick]`.
+//!
+//! (Interim home: it moves to `xems-bench -- vault` when that crate lands;
+//! [`run`] is self-contained for that.)
+//!
+//! 1. Resolve+rotate throughput of `xems serve` over loopback TCP, 50
+//!    connections, each rotating its own session (every request presents the
+//!    token the previous answer returned): in memory, then with the vault
+//!    under each fsync policy; and `redis-server` with `appendonly yes` and
+//!    the matching `appendfsync`, rotating with a Lua script (GET old, SET
+//!    new PX ttl, PEXPIRE old grace), its files on the same disk, driven by
+//!    the same generator.
+//! 2. Restart time with 1,000,000 live sessions (256-byte values, each
+//!    rotated once), from a compacted vault and from the journal alone.
+//! 3. The compacted vault's size per session against the live payload.
+//!
+//! Ends with `RESULT {json}`.
+
+#![allow(missing_docs, clippy::print_stdout, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use xems_core::{CreateOptions, Keyring, MasterSecret, ResolveOptions};
+use xems_engine::Engine;
+use xems_vault::{FsyncPolicy, Opened, VaultOptions};
+
+const CONNECTIONS: usize = 50;
+const VALUE_LEN: usize = 256;
+const SECRET: &str = "bench-secret-0123456789abcdefghi";
+const AUTH: &str = "bench-auth-token-0123456789abcdef";
+const TTL_MS: u64 = 900_000;
+const GRACE_MS: u64 = 1_000;
+const ROTATE_LUA: &str = "local v = redis.call('GET', KEYS[1]) if not v then return 0 end \
+redis.call('SET', KEYS[2], v, 'PX', ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1";
+
+/// The 256-byte session value (JSON text, as a web app stores it).
+fn session_value() -> String {
+    let mut s = String::from(
+        r#"{"user_id":"u_0000004242","email":"ada.lovelace@example.com","roles":["admin","billing"],"mfa":true,"csrf":"Yk3vQ9pX2LwZ8nR4tS7uV1aB","locale":"en-GB","pad":""#,
+    );
+    while s.len() + 2 < VALUE_LEN {
+        s.push('x');
+    }
+    s.push_str(r#""}"#);
+    s
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn which(program: &str, package: &str) -> PathBuf {
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join(program).is_file() {
+            return dir.join(program);
+        }
+    }
+    panic!("`{program}` was not found on PATH: install it with `apt-get install -y {package}`");
+}
+
+/// A child process, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_xems(port: u16, persist: Option<(&Path, FsyncPolicy)>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xems"));
+    cmd.args(["serve", "--listen", &format!("tcp://127.0.0.1:{port}"), "--log", "warn"])
+        .env("XEMS_AUTH_TOKEN", AUTH)
+        .env("XEMS_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some((dir, policy)) = persist {
+        cmd.args(["--persist", dir.to_str().expect("utf-8 path"), "--fsync", &policy.to_string()]);
+    }
+    let p = Proc(cmd.spawn().expect("spawn xems"));
+    wait_port(port);
+    p
+}
+
+fn start_redis(port: u16, dir: &Path, fsync: &str) -> Proc {
+    let bin = which("redis-server", "redis-server");
+    let p = Proc(
+        Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", fsync, "--dir", dir.to_str().expect("utf-8 path"), "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn redis-server"),
+    );
+    wait_port(port);
+    p
+}
+
+fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// What the generator drives.
+#[derive(Clone)]
+enum Target {
+    Xems,
+    Redis { sha: String },
+}
+
+struct Flags {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    done: AtomicU64,
+}
+
+/// One connection's rotation loop; counts rotations completed in the window.
+async fn connection(port: u16, target: Target, conn: usize, value: Arc<String>, f: Arc<Flags>) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    match &target {
+        Target::Xems => {
+            w.write_all(format!("{{\"action\":\"auth\",\"token\":\"{AUTH}\"}}\n").as_bytes()).await.expect("write");
+            r.read_line(&mut line).await.expect("read");
+            assert!(line.contains("\"ok\""), "{line}");
+            line.clear();
+            let create = format!(
+                "{{\"action\":\"create_session\",\"sandbox\":\"bench\",\"value\":{},\"ttl\":\"15m\"}}\n",
+                serde_json::to_string(&*value).expect("json")
+            );
+            w.write_all(create.as_bytes()).await.expect("write");
+            r.read_line(&mut line).await.expect("read");
+            let mut token = extract_token(&line);
+            let mut req = Vec::with_capacity(160);
+            while !f.stop.load(Ordering::Relaxed) {
+                req.clear();
+                req.extend_from_slice(b"{\"action\":\"get\",\"sandbox\":\"bench\",\"key\":\"");
+                req.extend_from_slice(token.as_bytes());
+                req.extend_from_slice(b"\",\"rotate\":true}\n");
+                w.write_all(&req).await.expect("write");
+                line.clear();
+                r.read_line(&mut line).await.expect("read");
+                token = extract_token(&line);
+                if f.measuring.load(Ordering::Relaxed) {
+                    f.done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Target::Redis { sha } => {
+            let key = |n: u64| format!("{{c{conn}}}:{n}");
+            let ttl = TTL_MS.to_string();
+            w.write_all(&resp(&[b"SET", key(0).as_bytes(), value.as_bytes(), b"PX", ttl.as_bytes()]))
+                .await
+                .expect("write");
+            r.read_line(&mut line).await.expect("read");
+            assert_eq!(line.trim(), "+OK");
+            let grace = GRACE_MS.to_string();
+            let mut n = 0u64;
+            while !f.stop.load(Ordering::Relaxed) {
+                let (old, new) = (key(n), key(n + 1));
+                let args: [&[u8]; 7] = [
+                    b"EVALSHA",
+                    sha.as_bytes(),
+                    b"2",
+                    old.as_bytes(),
+                    new.as_bytes(),
+                    ttl.as_bytes(),
+                    grace.as_bytes(),
+                ];
+                w.write_all(&resp(&args)).await.expect("write");
+                line.clear();
+                r.read_line(&mut line).await.expect("read");
+                assert_eq!(line.trim(), ":1", "{line}");
+                n += 1;
+                if f.measuring.load(Ordering::Relaxed) {
+                    f.done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn extract_token(line: &str) -> String {
+    let start = line.find("\"new_token\":\"").unwrap_or_else(|| panic!("no new_token in {line}")) + 13;
+    let len = line[start..].find('"').expect("a closing quote");
+    line[start..start + len].to_owned()
+}
+
+/// Rotations per second over `CONNECTIONS` connections (one generator
+/// thread: the server under test gets the other core).
+fn load(port: u16, target: Target, warmup: Duration, window: Duration) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let f = Arc::new(Flags {
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            done: AtomicU64::new(0),
+        });
+        let value = Arc::new(session_value());
+        let mut tasks = Vec::new();
+        for c in 0..CONNECTIONS {
+            tasks.push(tokio::spawn(connection(port, target.clone(), c, value.clone(), f.clone())));
+        }
+        tokio::time::sleep(warmup).await;
+        f.measuring.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        tokio::time::sleep(window).await;
+        f.measuring.store(false, Ordering::Relaxed);
+        let elapsed = t.elapsed();
+        f.stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.expect("connection task");
+        }
+        f.done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+    })
+}
+
+fn redis_sha(port: u16) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(&resp(&[b"SCRIPT", b"LOAD", ROTATE_LUA.as_bytes()])).expect("write");
+    let mut r = std::io::BufReader::new(s);
+    let mut l = String::new();
+    r.read_line(&mut l).expect("read");
+    l.clear();
+    r.read_line(&mut l).expect("read");
+    l.trim().to_owned()
+}
+
+/// Restart times (compacted, journal only) and the compacted size, with `n`
+/// live sessions.
+fn restart(n: usize, dir: &Path) -> (f64, f64, u64, u64) {
+    let secret = MasterSecret::parse(SECRET).expect("secret");
+    let opts = || VaultOptions::new(Keyring::new(secret.clone())).fsync(FsyncPolicy::No).compact_after(u64::MAX, 1e9);
+    let build = |o: &Opened| {
+        Engine::builder()
+            .secret(secret.clone())
+            .audit_log(false)
+            .key_root(o.key_root())
+            .shards(o.shards())
+            .journal(o.journal())
+            .build()
+            .expect("engine")
+    };
+    let value = session_value();
+    {
+        let opened = Opened::open(dir, opts()).expect("open");
+        let engine = build(&opened);
+        let (vault, _) = opened.recover(&engine).expect("recover");
+        let sb = engine.sandbox("active").expect("sandbox");
+        for i in 0..n {
+            let subject = if i % 4 == 0 { Some("user") } else { None };
+            let mut o = CreateOptions::new();
+            if let Some(s) = subject {
+                o = o.with_subject(s);
+            }
+            let t = sb.create(value.as_bytes(), o).expect("create").token;
+            sb.resolve(t.expose(), ResolveOptions::rotating()).expect("resolve").expect("live");
+        }
+        vault.close().expect("close");
+    }
+    let t = Instant::now();
+    let opened = Opened::open(dir, opts()).expect("open");
+    let engine = build(&opened);
+    let (vault, rec) = opened.recover(&engine).expect("recover");
+    let from_journal = t.elapsed().as_secs_f64();
+    assert_eq!(rec.restored as usize, n);
+    let c = vault.compact(&engine).expect("compact");
+    vault.close().expect("close");
+    drop(engine);
+    let t = Instant::now();
+    let opened = Opened::open(dir, opts()).expect("open");
+    let engine = build(&opened);
+    let (vault, rec) = opened.recover(&engine).expect("recover");
+    let from_snapshot = t.elapsed().as_secs_f64();
+    assert_eq!(rec.restored as usize, n);
+    vault.close().expect("close");
+    (from_snapshot, from_journal, c.snapshot_bytes, c.value_bytes)
+}
+
+/// Runs the vault bench; the figures and ratios of the RESULT line.
+pub fn run(quick: bool) -> Map<String, Value> {
+    let (warmup, window) = if quick {
+        (Duration::from_millis(300), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(8))
+    };
+    let base = std::env::var_os("XEMS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let mut out = Map::new();
+    let mut rates = Map::new();
+    let mut rate = |name: &str, v: f64| {
+        println!("  {name:<30} {v:>10.0} rotations/s");
+        rates.insert(name.replace(' ', "_"), json!(v.round()));
+        v
+    };
+    println!(
+        "resolve+rotate, {CONNECTIONS} connections over loopback TCP, {VALUE_LEN}-byte values, files in {}",
+        base.display()
+    );
+    let memory = {
+        let port = free_port();
+        let _x = start_xems(port, None);
+        rate("xems memory", load(port, Target::Xems, warmup, window))
+    };
+    let mut xems = std::collections::HashMap::new();
+    let mut redis = std::collections::HashMap::new();
+    for policy in [FsyncPolicy::No, FsyncPolicy::EverySec, FsyncPolicy::Always] {
+        let p = policy.to_string();
+        {
+            let dir = tempfile::Builder::new().prefix("xems-bench-vault-").tempdir_in(&base).expect("tempdir");
+            let port = free_port();
+            let _x = start_xems(port, Some((dir.path(), policy)));
+            xems.insert(p.clone(), rate(&format!("xems vault fsync {p}"), load(port, Target::Xems, warmup, window)));
+        }
+        {
+            let dir = tempfile::Builder::new().prefix("xems-bench-redis-").tempdir_in(&base).expect("tempdir");
+            let port = free_port();
+            let _r = start_redis(port, dir.path(), &p);
+            let sha = redis_sha(port);
+            let v = load(port, Target::Redis { sha }, warmup, window);
+            redis.insert(p.clone(), rate(&format!("redis aof appendfsync {p}"), v));
+        }
+    }
+    let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
+    out.insert("everysec_vs_memory".into(), json!(ratio(xems["everysec"], memory)));
+    out.insert("always_vs_redis_aof_always".into(), json!(ratio(xems["always"], redis["always"])));
+    out.insert("always_vs_memory".into(), json!(ratio(xems["always"], memory)));
+    out.insert("no_vs_memory".into(), json!(ratio(xems["no"], memory)));
+    out.insert("everysec_vs_redis_aof_everysec".into(), json!(ratio(xems["everysec"], redis["everysec"])));
+    out.insert("no_vs_redis_aof_no".into(), json!(ratio(xems["no"], redis["no"])));
+    out.insert("rotations_per_s".into(), Value::Object(rates));
+
+    let n = if quick { 100_000 } else { 1_000_000 };
+    let dir = tempfile::Builder::new().prefix("xems-bench-restart-").tempdir_in(&base).expect("tempdir");
+    let (snap_s, journal_s, bytes, value_bytes) = restart(n, dir.path());
+    let per = bytes as f64 / n as f64;
+    println!("\nrestart with {n} live sessions (256-byte values, each rotated once, 1 in 4 with a subject):");
+    println!("  from the compacted vault       {snap_s:>10.3} s");
+    println!("  from the journal alone         {journal_s:>10.3} s");
+    println!(
+        "  compacted vault                {bytes} bytes = {per:.1} bytes/session = {:.3}x the {value_bytes} value bytes",
+        bytes as f64 / value_bytes as f64
+    );
+    let scale = 1_000_000.0 / n as f64;
+    out.insert("restart_sessions".into(), json!(n));
+    out.insert("restart_1m_s".into(), json!((snap_s * scale * 1000.0).round() / 1000.0));
+    out.insert("restart_1m_from_journal_s".into(), json!((journal_s * scale * 1000.0).round() / 1000.0));
+    out.insert("restart_extrapolated".into(), json!(n != 1_000_000));
+    out.insert("vault_bytes_per_session".into(), json!((per * 10.0).round() / 10.0));
+    out.insert("vault_vs_payload".into(), json!(ratio(bytes as f64, value_bytes as f64)));
+    out
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    println!("xems vault bench ({} mode)", if quick { "quick" } else { "full" });
+    let mut result = run(quick);
+    result.insert("bench".into(), json!("vault"));
+    result.insert("quick".into(), json!(quick));
+    println!("RESULT {}", Value::Object(result));
+}
