@@ -308,51 +308,65 @@ pub fn run(quick: bool) -> Map<String, Value> {
     let (warmup, window) = if quick {
         (Duration::from_millis(300), Duration::from_secs(1))
     } else {
-        (Duration::from_secs(2), Duration::from_secs(8))
+        (Duration::from_secs(1), Duration::from_secs(4))
     };
     let base = std::env::var_os("XEMS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let mut out = Map::new();
-    let mut rates = Map::new();
-    let mut rate = |name: &str, v: f64| {
-        println!("  {name:<30} {v:>10.0} rotations/s");
-        rates.insert(name.replace(' ', "_"), json!(v.round()));
-        v
-    };
     println!(
         "resolve+rotate, {CONNECTIONS} connections over loopback TCP, {VALUE_LEN}-byte values, files in {}",
         base.display()
     );
-    let memory = {
-        let port = free_port();
-        let _x = start_xems(port, None);
-        rate("xems memory", load(port, Target::Xems, warmup, window))
-    };
-    let mut xems = std::collections::HashMap::new();
-    let mut redis = std::collections::HashMap::new();
+    // Every server runs for the whole measurement (idle ones cost nothing);
+    // the cases are measured in turn, `rounds` times, and the median kept,
+    // so that drift in the machine's load spreads over all of them.
+    let mut servers: Vec<(String, u16, Target, Proc, tempfile::TempDir)> = Vec::new();
+    let dir = || tempfile::Builder::new().prefix("xems-bench-vault-").tempdir_in(&base).expect("tempdir");
+    let d = dir();
+    let port = free_port();
+    servers.push(("xems memory".into(), port, Target::Xems, start_xems(port, None), d));
     for policy in [FsyncPolicy::No, FsyncPolicy::EverySec, FsyncPolicy::Always] {
-        let p = policy.to_string();
-        {
-            let dir = tempfile::Builder::new().prefix("xems-bench-vault-").tempdir_in(&base).expect("tempdir");
-            let port = free_port();
-            let _x = start_xems(port, Some((dir.path(), policy)));
-            xems.insert(p.clone(), rate(&format!("xems vault fsync {p}"), load(port, Target::Xems, warmup, window)));
-        }
-        {
-            let dir = tempfile::Builder::new().prefix("xems-bench-redis-").tempdir_in(&base).expect("tempdir");
-            let port = free_port();
-            let _r = start_redis(port, dir.path(), &p);
-            let sha = redis_sha(port);
-            let v = load(port, Target::Redis { sha }, warmup, window);
-            redis.insert(p.clone(), rate(&format!("redis aof appendfsync {p}"), v));
+        let d = dir();
+        let port = free_port();
+        let p = start_xems(port, Some((d.path(), policy)));
+        servers.push((format!("xems vault fsync {policy}"), port, Target::Xems, p, d));
+        let d = dir();
+        let port = free_port();
+        let p = start_redis(port, d.path(), &policy.to_string());
+        let sha = redis_sha(port);
+        servers.push((format!("redis aof appendfsync {policy}"), port, Target::Redis { sha }, p, d));
+    }
+    let rounds = if quick { 1 } else { 3 };
+    let mut samples: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    for round in 0..rounds {
+        for (name, port, target, _, _) in &servers {
+            let v = load(*port, target.clone(), warmup, window);
+            println!("  round {round}: {name:<30} {v:>10.0} rotations/s");
+            samples.entry(name.clone()).or_default().push(v);
         }
     }
+    drop(servers);
+    let median = |name: &str| {
+        let mut v = samples[name].clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rates = Map::new();
+    println!("medians:");
+    for name in samples.keys().collect::<std::collections::BTreeSet<_>>() {
+        let m = median(name);
+        println!("  {name:<30} {m:>10.0} rotations/s");
+        rates.insert(name.replace(' ', "_"), json!(m.round()));
+    }
+    let memory = median("xems memory");
+    let xems = |p: &str| median(&format!("xems vault fsync {p}"));
+    let redis = |p: &str| median(&format!("redis aof appendfsync {p}"));
     let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
-    out.insert("everysec_vs_memory".into(), json!(ratio(xems["everysec"], memory)));
-    out.insert("always_vs_redis_aof_always".into(), json!(ratio(xems["always"], redis["always"])));
-    out.insert("always_vs_memory".into(), json!(ratio(xems["always"], memory)));
-    out.insert("no_vs_memory".into(), json!(ratio(xems["no"], memory)));
-    out.insert("everysec_vs_redis_aof_everysec".into(), json!(ratio(xems["everysec"], redis["everysec"])));
-    out.insert("no_vs_redis_aof_no".into(), json!(ratio(xems["no"], redis["no"])));
+    out.insert("everysec_vs_memory".into(), json!(ratio(xems("everysec"), memory)));
+    out.insert("always_vs_redis_aof_always".into(), json!(ratio(xems("always"), redis("always"))));
+    out.insert("always_vs_memory".into(), json!(ratio(xems("always"), memory)));
+    out.insert("no_vs_memory".into(), json!(ratio(xems("no"), memory)));
+    out.insert("everysec_vs_redis_aof_everysec".into(), json!(ratio(xems("everysec"), redis("everysec"))));
+    out.insert("no_vs_redis_aof_no".into(), json!(ratio(xems("no"), redis("no"))));
     out.insert("rotations_per_s".into(), Value::Object(rates));
 
     let n = if quick { 100_000 } else { 1_000_000 };

@@ -153,7 +153,9 @@ impl VaultOptions {
 /// A journal's changes folded by record, in order.
 #[derive(Default)]
 struct Fold {
-    map: HashMap<(String, u64), Folded>,
+    /// Sandbox names, interned: records are keyed by (name id, family).
+    names: HashMap<String, u32>,
+    map: HashMap<(u32, u64), Folded>,
     changes: u64,
 }
 
@@ -170,11 +172,44 @@ enum Folded {
 impl Fold {
     fn apply(&mut self, ch: OwnedChange) {
         self.changes += 1;
-        let key = (ch.sandbox.clone(), ch.family);
-        match &ch.op {
+        let next = self.names.len() as u32;
+        let id = match self.names.get(ch.sandbox.as_str()) {
+            Some(id) => *id,
+            None => *self.names.entry(ch.sandbox.clone()).or_insert(next),
+        };
+        let key = (id, ch.family);
+        match ch.op {
             Op::Put { .. } => {
-                let xems_engine::Change::Put(p) = ch.as_change() else { unreachable!("a put") };
-                self.map.insert(key, Folded::Present(Image::from_put(&p)));
+                let OwnedChange { sandbox, family, op } = ch;
+                let Op::Put {
+                    route,
+                    key: k,
+                    version,
+                    created_at,
+                    idle_deadline,
+                    abs_deadline,
+                    idle_ttl_ms,
+                    subject,
+                    value,
+                } = op
+                else {
+                    unreachable!("a put")
+                };
+                let mut img = Image::from_put(&xems_engine::Put {
+                    sandbox: &sandbox,
+                    family,
+                    route,
+                    key: k,
+                    version,
+                    value: &[],
+                    created_at,
+                    idle_deadline,
+                    abs_deadline,
+                    idle_ttl_ms,
+                    subject,
+                });
+                img.value = value;
+                self.map.insert(key, Folded::Present(img));
             }
             Op::Remove => {
                 self.map.insert(key, Folded::Removed);
@@ -189,6 +224,26 @@ impl Fold {
                     e.insert(Folded::Pending(vec![ch]));
                 }
             },
+        }
+    }
+
+    /// A snapshot image brought up to date by the journal, or `None` if the
+    /// journal removed it.
+    fn merge_snapshot(&mut self, mut img: Image) -> Option<Image> {
+        if self.map.is_empty() {
+            return Some(img);
+        }
+        let Some(id) = self.names.get(img.sandbox.as_str()) else { return Some(img) };
+        match self.map.remove(&(*id, img.family)) {
+            None => Some(img),
+            Some(Folded::Present(p)) => Some(p),
+            Some(Folded::Removed) => None,
+            Some(Folded::Pending(changes)) => {
+                for c in &changes {
+                    img.apply(&c.as_change());
+                }
+                Some(img)
+            }
         }
     }
 }
@@ -916,32 +971,6 @@ struct ReplayCounts {
     journal_changes: u64,
     live: u64,
     expired: u64,
-}
-
-impl Fold {
-    /// [`Fold::merge`] for a snapshot image.
-    fn merge_snapshot(&mut self, mut img: Image) -> Option<Image> {
-        if self.map.is_empty() {
-            return Some(img);
-        }
-        let sandbox = std::mem::take(&mut img.sandbox);
-        let key = (sandbox, img.family);
-        match self.map.remove(&key) {
-            None => {
-                img.sandbox = key.0;
-                Some(img)
-            }
-            Some(Folded::Present(p)) => Some(p),
-            Some(Folded::Removed) => None,
-            Some(Folded::Pending(changes)) => {
-                img.sandbox = key.0;
-                for c in &changes {
-                    img.apply(&c.as_change());
-                }
-                Some(img)
-            }
-        }
-    }
 }
 
 /// The keys and ids new files are made with.

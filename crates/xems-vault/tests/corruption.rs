@@ -101,12 +101,12 @@ fn every_flipped_byte_is_detected() {
         let bytes = std::fs::read(file(base.path(), &name)).unwrap();
         let fr = frames(&bytes);
         // Every header byte, every frame-header byte, the first and last
-        // bytes of every frame body, and every 5th byte in between.
+        // bytes of every frame body, and every 7th byte in between.
         let mut positions: Vec<usize> = (0..HEADER).collect();
         for (start, end) in &fr {
             positions.extend(*start..start + 8);
             positions.extend([start + 8, end - 1]);
-            positions.extend((start + 8..*end).step_by(5));
+            positions.extend((start + 8..*end).step_by(7));
         }
         positions.sort_unstable();
         positions.dedup();
