@@ -2,11 +2,12 @@
 //! writer thread that hands sealed frames to the OS, and the fsync policy.
 //!
 //! `append` encodes a change, seals it in place (the plaintext never outlives
-//! the call) and queues the frame; it does no I/O. The writer thread takes
-//! everything queued, writes it with one `write(2)`, and (policy `always`)
-//! calls `fdatasync` once for the whole batch: group commit. Under
-//! `everysec` a second thread calls `fdatasync` once a second; under `no`
-//! nobody does until the vault closes.
+//! the call) and queues the frame; it does no I/O. Under `always`, a writer
+//! thread takes everything queued, writes it with one `write(2)` and calls
+//! `fdatasync` once for the whole batch: group commit. Under `everysec` and
+//! `no`, the request that waits writes everything queued itself (one
+//! `write(2)`, no thread switch); a ticker thread calls `fdatasync` once a
+//! second (`everysec` only) and writes anything left queued.
 //!
 //! A ticket is *acknowledged* (its `wait` returns) once its frame has been
 //! written to the file with `write(2)` (`everysec`, `no`), and also synced
@@ -138,8 +139,16 @@ struct State {
     closing: bool,
 }
 
+/// What the writing side owns: the segment being written and a spare
+/// buffer to swap with the queue.
+struct Io {
+    current: Arc<Segment>,
+    spare: Vec<u8>,
+}
+
 /// The journal shared by the engine (through [`Journal`]) and the vault.
 pub(crate) struct Core {
+    io: Mutex<Io>,
     policy: FsyncPolicy,
     state: Mutex<State>,
     work: Condvar,
@@ -174,6 +183,7 @@ impl Core {
     /// are already on disk, `sealer.seq` frames in).
     pub(crate) fn new(policy: FsyncPolicy, segment: Arc<Segment>, sealer: Sealer, journal_bytes: u64) -> Arc<Self> {
         Arc::new(Core {
+            io: Mutex::new(Io { current: segment.clone(), spare: Vec::with_capacity(64 * 1024) }),
             policy,
             state: Mutex::new(State {
                 sealer,
@@ -203,10 +213,10 @@ impl Core {
     pub(crate) fn start(self: &Arc<Self>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
         let mut threads = Vec::new();
         let core = self.clone();
-        threads.push(std::thread::Builder::new().name("xems-vault-writer".into()).spawn(move || core.writer())?);
-        if self.policy == FsyncPolicy::EverySec {
-            let core = self.clone();
-            threads.push(std::thread::Builder::new().name("xems-vault-fsync".into()).spawn(move || core.syncer())?);
+        if self.policy == FsyncPolicy::Always {
+            threads.push(std::thread::Builder::new().name("xems-vault-writer".into()).spawn(move || core.writer())?);
+        } else {
+            threads.push(std::thread::Builder::new().name("xems-vault-tick".into()).spawn(move || core.ticker())?);
         }
         Ok(threads)
     }
@@ -257,6 +267,9 @@ impl Core {
         if self.done(ticket) {
             return Ok(());
         }
+        if self.policy != FsyncPolicy::Always {
+            self.write_inline(ticket);
+        }
         let mut waiters = self.waiters.lock();
         loop {
             if self.failed.load(Ordering::Acquire) {
@@ -292,6 +305,9 @@ impl Core {
 
     /// Waits until `ticket` is written, then syncs the current segment.
     pub(crate) fn sync_through(&self, ticket: Ticket) -> Result<(), JournalError> {
+        if self.policy != FsyncPolicy::Always {
+            self.write_inline(ticket);
+        }
         {
             let mut waiters = self.waiters.lock();
             while self.written.load(Ordering::Acquire) < ticket {
@@ -328,6 +344,9 @@ impl Core {
         self.work.notify_all();
         *self.tick_lock.lock() = true;
         self.tick.notify_all();
+        if self.policy != FsyncPolicy::Always {
+            self.write_queued(&mut self.io.lock(), true);
+        }
     }
 
     /// Whether the journal failed.
@@ -340,23 +359,86 @@ impl Core {
         self.sync_target.lock().0.generation
     }
 
+    /// Takes everything queued and writes it (and, on a switch, finishes
+    /// and syncs the old segment first); with `sync`, syncs it too. Returns
+    /// the last ticket taken and whether the journal is closing.
+    fn write_queued(&self, io: &mut Io, sync: bool) -> (Ticket, bool) {
+        let (switch, bytes, last, closing) = {
+            let mut st = self.state.lock();
+            let bytes = std::mem::replace(&mut st.buf, std::mem::take(&mut io.spare));
+            (st.switch.take(), bytes, st.last_ticket, st.closing)
+        };
+        let done = |io: &mut Io, mut bytes: Vec<u8>| {
+            bytes.clear();
+            io.spare = bytes;
+        };
+        if self.failed.load(Ordering::Acquire) {
+            done(io, bytes);
+            return (last, closing);
+        }
+        if let Some((old, next)) = switch {
+            let r = (&io.current.file).write_all(&old.bytes).and_then(|()| io.current.file.sync_data());
+            if let Err(e) = r {
+                self.fail(format!("cannot write {}: {e}", io.current.path.display()));
+                done(io, bytes);
+                return (last, closing);
+            }
+            self.journal_bytes.fetch_add(old.bytes.len() as u64, Ordering::Relaxed);
+            io.current = next;
+            *self.sync_target.lock() = (io.current.clone(), self.written.load(Ordering::Acquire));
+        }
+        if !bytes.is_empty() {
+            if let Err(e) = (&io.current.file).write_all(&bytes) {
+                self.fail(format!("cannot write {}: {e}", io.current.path.display()));
+                done(io, bytes);
+                return (last, closing);
+            }
+            self.journal_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        if sync || closing {
+            if let Err(e) = io.current.file.sync_data() {
+                self.fail(format!("fdatasync of {} failed: {e}", io.current.path.display()));
+                done(io, bytes);
+                return (last, closing);
+            }
+            self.synced.fetch_max(last, Ordering::AcqRel);
+        }
+        {
+            let mut t = self.sync_target.lock();
+            t.1 = t.1.max(last);
+        }
+        self.written.fetch_max(last, Ordering::AcqRel);
+        self.wake();
+        done(io, bytes);
+        (last, closing)
+    }
+
+    /// `everysec` and `no`: the waiting request writes what is queued itself
+    /// (one `write(2)` for everything queued), which costs no thread switch.
+    fn write_inline(&self, ticket: Ticket) {
+        let mut io = self.io.lock();
+        if !self.done(ticket) && !self.failed.load(Ordering::Acquire) {
+            self.write_queued(&mut io, false);
+        }
+    }
+
+    /// The writer thread of `always`: group commit.
     fn writer(&self) {
-        let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut current = self.sync_target.lock().0.clone();
-        // Group commit under `always`: the requests a sync acknowledges come
-        // back with their next change a moment later. Waiting for most of
-        // them (at most half a sync's time, at most 2 ms) makes the next
-        // sync cover them all instead of only the first few.
+        let mut io = self.io.lock();
+        // The requests a sync acknowledges come back with their next change
+        // a moment later. Waiting for most of them (at most half a sync's
+        // time, at most 2 ms) makes the next sync cover them all instead of
+        // only the first few.
         let (mut taken, mut last_batch, mut last_sync) = (0, 0, Duration::ZERO);
         loop {
-            let (switch, bytes, last, closing) = {
+            {
                 let mut st = self.state.lock();
                 while st.buf.is_empty() && st.switch.is_none() && !st.closing {
                     st.writer_idle = true;
                     self.work.wait(&mut st);
                 }
                 st.writer_idle = false;
-                if self.policy == FsyncPolicy::Always && last_batch > 1 && st.switch.is_none() {
+                if last_batch > 1 && st.switch.is_none() {
                     let target = taken + last_batch * 3 / 4;
                     let deadline = Instant::now() + (last_sync / 2).min(Duration::from_millis(2));
                     while st.last_ticket < target && !st.closing {
@@ -367,51 +449,12 @@ impl Core {
                     }
                     st.gather_until = 0;
                 }
-                let bytes = std::mem::replace(&mut st.buf, std::mem::take(&mut spare));
-                (st.switch.take(), bytes, st.last_ticket, st.closing)
-            };
-            if self.failed.load(Ordering::Acquire) {
-                if closing {
-                    return;
-                }
-                spare = bytes;
-                spare.clear();
-                continue;
             }
-            if let Some((old, next)) = switch {
-                let r = (&current.file).write_all(&old.bytes).and_then(|()| current.file.sync_data());
-                if let Err(e) = r {
-                    self.fail(format!("cannot write {}: {e}", current.path.display()));
-                    continue;
-                }
-                self.journal_bytes.fetch_add(old.bytes.len() as u64, Ordering::Relaxed);
-                current = next;
-                *self.sync_target.lock() = (current.clone(), self.written.load(Ordering::Acquire));
-            }
-            if !bytes.is_empty() {
-                if let Err(e) = (&current.file).write_all(&bytes) {
-                    self.fail(format!("cannot write {}: {e}", current.path.display()));
-                    continue;
-                }
-                self.journal_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            }
+            let t = Instant::now();
+            let (last, closing) = self.write_queued(&mut io, true);
+            last_sync = t.elapsed();
             last_batch = last - taken;
             taken = last;
-            if self.policy == FsyncPolicy::Always || closing {
-                let t = Instant::now();
-                let synced = current.file.sync_data();
-                last_sync = t.elapsed();
-                if let Err(e) = synced {
-                    self.fail(format!("fdatasync of {} failed: {e}", current.path.display()));
-                    continue;
-                }
-                self.synced.fetch_max(last, Ordering::AcqRel);
-            }
-            self.sync_target.lock().1 = last;
-            self.written.store(last, Ordering::Release);
-            self.wake();
-            spare = bytes;
-            spare.clear();
             if closing {
                 let st = self.state.lock();
                 if st.buf.is_empty() && st.switch.is_none() {
@@ -421,7 +464,10 @@ impl Core {
         }
     }
 
-    fn syncer(&self) {
+    /// `everysec` and `no`: once a second, writes anything still queued (a
+    /// change whose request went away before waiting) and, for `everysec`,
+    /// syncs.
+    fn ticker(&self) {
         let mut stop = self.tick_lock.lock();
         let mut next = Instant::now() + Duration::from_secs(1);
         while !*stop {
@@ -431,15 +477,16 @@ impl Core {
                 if next < now {
                     next = now + Duration::from_secs(1);
                 }
-                let lagging = {
-                    let t = self.sync_target.lock();
-                    t.1 > self.synced.load(Ordering::Acquire)
-                };
-                if lagging && !self.failed.load(Ordering::Acquire) {
-                    parking_lot::MutexGuard::unlocked(&mut stop, || {
-                        let _ = self.sync_now();
-                    });
+                if self.failed.load(Ordering::Acquire) {
+                    continue;
                 }
+                parking_lot::MutexGuard::unlocked(&mut stop, || {
+                    self.write_queued(&mut self.io.lock(), false);
+                    let lagging = self.sync_target.lock().1 > self.synced.load(Ordering::Acquire);
+                    if self.policy == FsyncPolicy::EverySec && lagging {
+                        let _ = self.sync_now();
+                    }
+                });
             }
         }
     }
@@ -462,6 +509,7 @@ impl Journal for Core {
             tracing::error!(?change, "vault: a change of a kind this vault cannot record");
         }
         if st.writer_idle || (st.gather_until != 0 && ticket >= st.gather_until) {
+            // Only the `always` writer thread waits here.
             st.writer_idle = false;
             st.gather_until = 0;
             self.work.notify_one();
@@ -494,6 +542,13 @@ impl Future for WaitFuture<'_> {
         }
         if core.done(self.ticket) {
             return Poll::Ready(Ok(()));
+        }
+        if core.policy != FsyncPolicy::Always {
+            // A write(2) of what is queued: microseconds, like a lock.
+            core.write_inline(self.ticket);
+            if core.done(self.ticket) {
+                return Poll::Ready(Ok(()));
+            }
         }
         let mut waiters = core.waiters.lock();
         if core.failed.load(Ordering::Acquire) {
