@@ -803,58 +803,39 @@ impl Opened {
         let mut counts = ReplayCounts { journal_changes: self.fold.changes, ..ReplayCounts::default() };
         let live = |img: &Image| now.is_none_or(|n| n < img.idle_deadline.min(img.abs_deadline));
         if let Some((f, k)) = &self.snapshot {
-            let mut r = FrameReader::new(&f.path, &f.name, &f.header, k)?;
-            let base = f.header.time;
-            let mut blocks = 0u64;
-            loop {
-                let at = r.pos();
-                let seq = r.frames();
-                match r.next()? {
-                    Next::End => {
-                        return Err(VaultError::corrupt(&f.name, at, "the snapshot ends before its end record"));
+            // One thread reads, authenticates and decodes blocks while this
+            // one restores the previous ones.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Image>>(4);
+            let fold = &mut self.fold;
+            let (read, frames) = std::thread::scope(|scope| -> Result<(u64, u64)> {
+                let reader = scope.spawn(move || read_snapshot(f, k, &tx));
+                let mut sunk: Result<()> = Ok(());
+                for images in rx.iter() {
+                    if sunk.is_err() {
+                        continue; // drain, so the reader finishes
                     }
-                    Next::Torn(offset) => {
-                        return Err(VaultError::corrupt(&f.name, offset, "the snapshot is cut short"));
-                    }
-                    Next::Frame(plain) if plain.first() == Some(&codec::END) => {
-                        let (images, n) = codec::decode_end(plain)
-                            .ok_or_else(|| VaultError::corrupt(&f.name, at, format!("record {seq} is malformed")))?;
-                        if images != counts.snapshot_records || n != blocks {
-                            return Err(VaultError::corrupt(
-                                &f.name,
-                                at,
-                                format!(
-                                    "the snapshot should hold {images} records in {n} blocks, but holds {} in {blocks}",
-                                    counts.snapshot_records
-                                ),
-                            ));
-                        }
-                        break;
-                    }
-                    Next::Frame(plain) => {
-                        let images = codec::decode_block(plain, base)
-                            .ok_or_else(|| VaultError::corrupt(&f.name, at, format!("record {seq} is malformed")))?;
-                        blocks += 1;
-                        for img in images {
-                            counts.snapshot_records += 1;
-                            if let Some(img) = self.fold.merge_snapshot(img) {
-                                if live(&img) {
-                                    counts.live += 1;
-                                    sink(img)?;
-                                } else {
-                                    counts.expired += 1;
+                    for img in images {
+                        counts.snapshot_records += 1;
+                        if let Some(img) = fold.merge_snapshot(img) {
+                            if live(&img) {
+                                counts.live += 1;
+                                if let Err(e) = sink(img) {
+                                    sunk = Err(e);
+                                    break;
                                 }
+                            } else {
+                                counts.expired += 1;
                             }
                         }
                     }
                 }
-            }
-            let at = r.pos();
-            if !matches!(r.next()?, Next::End) {
-                return Err(VaultError::corrupt(&f.name, at, "data after the snapshot's end record"));
-            }
+                let read = reader.join().map_err(|_| VaultError::Config("the snapshot reader panicked".into()))??;
+                sunk?;
+                Ok(read)
+            })?;
+            debug_assert_eq!(read, counts.snapshot_records);
             if let Some(info) = self.files.iter_mut().find(|i| i.name == f.name) {
-                info.records = r.frames();
+                info.records = frames;
             }
         }
         let mut rest: Vec<Image> = std::mem::take(&mut self.fold.map)
@@ -950,6 +931,51 @@ impl Opened {
         });
         Ok((Vault { inner, threads: Mutex::new(threads), _lock: self.lock }, recovery))
     }
+}
+
+/// Reads, authenticates and decodes a snapshot's blocks, sending each
+/// block's images to `tx`; checks the end record. Returns (images, frames).
+fn read_snapshot(f: &Found, k: &FileKeys, tx: &std::sync::mpsc::SyncSender<Vec<Image>>) -> Result<(u64, u64)> {
+    let mut r = FrameReader::new(&f.path, &f.name, &f.header, k)?;
+    let base = f.header.time;
+    let (mut blocks, mut images) = (0u64, 0u64);
+    loop {
+        let at = r.pos();
+        let seq = r.frames();
+        match r.next()? {
+            Next::End => return Err(VaultError::corrupt(&f.name, at, "the snapshot ends before its end record")),
+            Next::Torn(offset) => return Err(VaultError::corrupt(&f.name, offset, "the snapshot is cut short")),
+            Next::Frame(plain) if plain.first() == Some(&codec::END) => {
+                let (n_images, n_blocks) = codec::decode_end(plain)
+                    .ok_or_else(|| VaultError::corrupt(&f.name, at, format!("record {seq} is malformed")))?;
+                if n_images != images || n_blocks != blocks {
+                    return Err(VaultError::corrupt(
+                        &f.name,
+                        at,
+                        format!(
+                            "the snapshot should hold {n_images} records in {n_blocks} blocks, but holds {images} in {blocks}"
+                        ),
+                    ));
+                }
+                break;
+            }
+            Next::Frame(plain) => {
+                let decoded = codec::decode_block(plain, base)
+                    .ok_or_else(|| VaultError::corrupt(&f.name, at, format!("record {seq} is malformed")))?;
+                blocks += 1;
+                images += decoded.len() as u64;
+                if tx.send(decoded).is_err() {
+                    // The restoring side stopped (it failed): its error wins.
+                    return Ok((images, r.frames()));
+                }
+            }
+        }
+    }
+    let at = r.pos();
+    if !matches!(r.next()?, Next::End) {
+        return Err(VaultError::corrupt(&f.name, at, "data after the snapshot's end record"));
+    }
+    Ok((images, r.frames()))
 }
 
 fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> subtle::Choice {
