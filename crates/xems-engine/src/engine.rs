@@ -13,10 +13,12 @@ use xems_core::{
     Clock, Counters, CreateOptions, Created, Error, EventSink, KeyDeriver, MasterSecret, ResolveOptions, Resolved,
     Result, SessionId, SessionMeta, SessionStore, Stats, SystemClock, TracingAudit, UpdateOutcome, validate_sandbox,
 };
+use xems_locked::Locked;
 
-use crate::config::{ConfigError, ReusePolicy, SandboxLimits};
+use crate::config::ConfigError;
 use crate::persist::{Image, Journal};
 use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
+use xems_core::{ReusePolicy, SandboxLimits};
 
 /// The embedded xems store: sealed, sandboxed, in memory.
 ///
@@ -48,9 +50,10 @@ struct Inner {
     sandboxes: ArcSwap<HashMap<Box<str>, Sandbox>>,
     create_lock: Mutex<()>,
     /// Derives keys that must be the same for the same secret (the index).
-    stable: KeyDeriver,
+    /// Key material lives in locked, non-dumpable pages.
+    stable: Locked<KeyDeriver>,
     /// Derives keys unique to this process (value sealing).
-    process: KeyDeriver,
+    process: Locked<KeyDeriver>,
     default_limits: SandboxLimits,
     sandbox_limits: StdHashMap<String, SandboxLimits>,
     max_sandboxes: usize,
@@ -378,14 +381,14 @@ impl EngineBuilder {
             reuse_policy: self.reuse_policy,
             retired_window: self.retired_window,
             journal: self.journal,
-            subject_key: stable.index_key("subject", "*"),
+            subject_key: Locked::new(stable.index_key("subject", "*")),
         });
         let inner = Arc::new(Inner {
             shared,
             sandboxes: ArcSwap::from_pointee(HashMap::new()),
             create_lock: Mutex::new(()),
-            stable,
-            process,
+            stable: Locked::new(stable),
+            process: Locked::new(process),
             default_limits: self.default_limits,
             sandbox_limits: self.sandbox_limits,
             max_sandboxes: self.max_sandboxes,

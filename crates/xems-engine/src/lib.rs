@@ -66,7 +66,8 @@ mod shard;
 mod slab;
 mod wheel;
 
-pub use config::{ConfigError, LimitPolicy, ReusePolicy, SandboxLimits};
+pub use config::ConfigError;
 pub use engine::{Engine, EngineBuilder};
 pub use persist::{Change, Image, Journal, JournalError, Put, Ticket};
 pub use sandbox::{Census, Sandbox};
+pub use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};

@@ -14,11 +14,12 @@ use xems_core::{
     KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions, Resolved, Result, SealKey,
     SessionId, SessionMeta, TOKEN_LEN, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of, validate_key,
 };
+use xems_locked::Locked;
 use zeroize::Zeroizing;
 
-use crate::config::{LimitPolicy, ReusePolicy, SandboxLimits};
 use crate::persist::{Image, Journal, Ticket};
 use crate::shard::{CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// A minted token sealed with its tag.
 pub(crate) const SEALED_TOKEN_LEN: usize = TOKEN_LEN + SealKey::TAG_LEN;
@@ -54,7 +55,7 @@ pub(crate) struct Shared {
     pub(crate) journal: Option<Arc<dyn Journal>>,
     /// Subjects hash under one engine-wide key so a subject survives
     /// migration between sandboxes.
-    pub(crate) subject_key: IndexKey,
+    pub(crate) subject_key: Locked<IndexKey>,
 }
 
 impl Shared {
@@ -174,7 +175,8 @@ struct Padded(Mutex<Shard>);
 
 pub(crate) struct SandboxCore {
     pub(crate) name: Box<str>,
-    pub(crate) keys: SandboxKeys,
+    /// In locked, non-dumpable pages.
+    pub(crate) keys: Locked<SandboxKeys>,
     pub(crate) limits: SandboxLimits,
     pub(crate) engine: Arc<Shared>,
     shards: Box<[Padded]>,
@@ -234,7 +236,7 @@ impl SandboxCore {
         let epoch = engine.now();
         SandboxCore {
             name: name.into(),
-            keys,
+            keys: Locked::new(keys),
             limits,
             engine,
             shards: (0..shards).map(|_| Padded(Mutex::new(Shard::new(epoch)))).collect(),

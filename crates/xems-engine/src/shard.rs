@@ -24,11 +24,11 @@ use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
-use crate::config::ReusePolicy;
 use crate::persist::{Change, Image, Journal, Put, Ticket};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
 use crate::slab::Slab;
 use crate::wheel::{BucketId, Wheel};
+use xems_core::ReusePolicy;
 
 /// Tags an index entry that points at a retired token (alias) slot.
 const ALIAS: u32 = 1 << 31;
