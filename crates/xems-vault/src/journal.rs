@@ -522,7 +522,15 @@ impl Journal for Core {
     }
 
     fn wait(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), JournalError>> {
-        Box::pin(WaitFuture { core: self, ticket })
+        Box::pin(async move {
+            if ticket != CLOSED && !self.done(ticket) && self.policy != FsyncPolicy::Always {
+                // Let the other requests ready on this runtime append their
+                // changes first: one write(2) then covers them all. (Outside
+                // a tokio runtime this is a plain yield.)
+                tokio::task::yield_now().await;
+            }
+            WaitFuture { core: self, ticket }.await
+        })
     }
 }
 

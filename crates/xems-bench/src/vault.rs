@@ -1,7 +1,4 @@
-//! The vault benchmark: `cargo bench -p xems-server --bench vault [-- --quick]`.
-//!
-//! (Interim home: it moves to `xems-bench -- vault` when that crate lands;
-//! [`run`] is self-contained for that.)
+//! `vault`: persistence, `cargo run --release -p xems-bench -- vault [--quick]`.
 //!
 //! 1. Resolve+rotate throughput of `xems serve` over loopback TCP, 50
 //!    connections, each rotating its own session (every request presents the
@@ -14,9 +11,9 @@
 //!    rotated once), from a compacted vault and from the journal alone.
 //! 3. The compacted vault's size per session against the live payload.
 //!
-//! Ends with `RESULT {json}`.
-
-#![allow(missing_docs, clippy::print_stdout, unreachable_pub)]
+//! The generator here is small and its own (each connection waits for its
+//! answer before sending the next rotation, which needs the token in it);
+//! it drives xems and Redis identically.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,6 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+
+use crate::report::Report;
+use crate::services::{require_program, xems_binary};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use xems_core::{CreateOptions, Keyring, MasterSecret, ResolveOptions};
 use xems_engine::Engine;
@@ -56,15 +56,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn which(program: &str, package: &str) -> PathBuf {
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if dir.join(program).is_file() {
-            return dir.join(program);
-        }
-    }
-    panic!("`{program}` was not found on PATH: install it with `apt-get install -y {package}`");
-}
-
 /// A child process, killed on drop.
 struct Proc(Child);
 
@@ -84,7 +75,7 @@ fn wait_port(port: u16) {
 }
 
 fn start_xems(port: u16, persist: Option<(&Path, FsyncPolicy)>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xems"));
+    let mut cmd = Command::new(xems_binary().expect("the xems binary"));
     cmd.args(["serve", "--listen", &format!("tcp://127.0.0.1:{port}"), "--log", "warn"])
         .env("XEMS_AUTH_TOKEN", AUTH)
         .env("XEMS_SECRET", SECRET)
@@ -99,7 +90,7 @@ fn start_xems(port: u16, persist: Option<(&Path, FsyncPolicy)>) -> Proc {
 }
 
 fn start_redis(port: u16, dir: &Path, fsync: &str) -> Proc {
-    let bin = which("redis-server", "redis-server");
+    let bin = require_program("redis-server", "redis-server").expect("redis-server");
     let p = Proc(
         Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
@@ -315,8 +306,8 @@ fn restart(n: usize, dir: &Path) -> (f64, f64, f64, u64, u64) {
     (from_snapshot, cpu, from_journal, c.snapshot_bytes, c.value_bytes)
 }
 
-/// Runs the vault bench; the figures and ratios of the RESULT line.
-pub fn run(quick: bool) -> Map<String, Value> {
+/// The figures and ratios of the RESULT line.
+fn measure(quick: bool) -> Map<String, Value> {
     let (warmup, window) = if quick {
         (Duration::from_millis(300), Duration::from_secs(1))
     } else {
@@ -403,11 +394,19 @@ pub fn run(quick: bool) -> Map<String, Value> {
     out
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    println!("xems vault bench ({} mode)", if quick { "quick" } else { "full" });
-    let mut result = run(quick);
-    result.insert("bench".into(), json!("vault"));
-    result.insert("quick".into(), json!(quick));
-    println!("RESULT {}", Value::Object(result));
+/// Runs the vault bench and fills its report.
+///
+/// # Errors
+///
+/// None so far: a missing `redis-server` or `xems` binary panics with the
+/// command that installs or builds it.
+pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
+    let figures = measure(quick);
+    let mut ratios = Map::new();
+    for (k, v) in figures {
+        ratios.insert(k, v);
+    }
+    crate::report::print_ratios(&ratios);
+    report.set_ratios(&ratios);
+    Ok(())
 }
