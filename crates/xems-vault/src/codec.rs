@@ -83,6 +83,19 @@ pub(crate) fn encode_link(buf: &mut Vec<u8>, prev_frames: u64) {
     varint::put(buf, prev_frames);
 }
 
+/// An upper bound of the encoded size of a change (so the buffer can be
+/// grown before any plaintext is written into it: growing it afterwards
+/// would leave a copy of the plaintext in the freed allocation).
+pub(crate) fn change_size_hint(change: &Change<'_>) -> usize {
+    const FIXED: usize = 2 + 1 + 255 + 10 + 1 + 16 + 5 * 10 + 17 + 16 + 10;
+    match change {
+        Change::Put(p) => FIXED + p.value.len(),
+        Change::Replace { value, .. } => FIXED + value.len(),
+        Change::Rotate { .. } => FIXED + 16 + 1 + 1 + 255 + 10,
+        _ => FIXED,
+    }
+}
+
 /// Appends the plaintext of a change frame. Returns `false` for a change
 /// this version does not know (nothing is appended then).
 pub(crate) fn encode_change(buf: &mut Vec<u8>, change: &Change<'_>) -> bool {
@@ -576,6 +589,7 @@ mod tests {
         for ch in &changes {
             let mut buf = Vec::new();
             assert!(encode_change(&mut buf, ch));
+            assert!(buf.len() <= change_size_hint(ch), "{ch:?}: the hint bounds the encoding");
             let Some(JournalRec::Change(back)) = decode_journal(&buf) else { panic!("{ch:?}") };
             let mut again = Vec::new();
             encode_change(&mut again, &back.as_change());

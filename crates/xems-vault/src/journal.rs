@@ -30,7 +30,7 @@ use xems_core::{BoxFuture, SealKey};
 use xems_engine::{Change, Journal, JournalError, Ticket};
 
 use crate::codec;
-use crate::format::{FRAME_HEADER_LEN, FileKind, frame_header, record_aad, record_nonce};
+use crate::format::{FRAME_HEADER_LEN, FileKind, TAG_LEN, frame_header, record_aad, record_nonce};
 
 /// When the journal calls `fdatasync`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,8 +93,12 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
-    /// Appends one frame whose plaintext `encode` writes.
-    fn frame(&mut self, buf: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+    /// Appends one frame whose plaintext `encode` writes, in at most
+    /// `size_hint` bytes.
+    fn frame(&mut self, buf: &mut Vec<u8>, size_hint: usize, encode: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        // Grow first: `buf` holds only ciphertext now, so a reallocation
+        // copies nothing secret; the plaintext below never moves.
+        buf.reserve(FRAME_HEADER_LEN + size_hint + TAG_LEN);
         let start = buf.len();
         buf.extend_from_slice(&[0; FRAME_HEADER_LEN]);
         let body = buf.len();
@@ -113,7 +117,7 @@ impl Sealer {
     /// Appends the link frame (always frame 0 of a segment).
     pub(crate) fn link(&mut self, buf: &mut Vec<u8>, prev_frames: u64) {
         debug_assert_eq!(self.seq, 0);
-        self.frame(buf, |b| {
+        self.frame(buf, 16, |b| {
             codec::encode_link(b, prev_frames);
             true
         });
@@ -505,7 +509,7 @@ impl Journal for Core {
             return ticket;
         }
         let State { sealer, buf, .. } = &mut *st;
-        if !sealer.frame(buf, |b| codec::encode_change(b, change)) {
+        if !sealer.frame(buf, codec::change_size_hint(change), |b| codec::encode_change(b, change)) {
             tracing::error!(?change, "vault: a change of a kind this vault cannot record");
         }
         if st.writer_idle || (st.gather_until != 0 && ticket >= st.gather_until) {
