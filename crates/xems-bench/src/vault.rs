@@ -404,7 +404,11 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     let figures = measure(quick);
     let mut ratios = Map::new();
     for (k, v) in figures {
-        ratios.insert(k, v);
+        if k.contains("_vs_") {
+            ratios.insert(k, v);
+        } else {
+            report.set(&k, v);
+        }
     }
     crate::report::print_ratios(&ratios);
     report.set_ratios(&ratios);
