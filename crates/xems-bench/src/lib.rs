@@ -14,3 +14,4 @@ pub mod report;
 pub mod resp;
 pub mod server;
 pub mod services;
+pub mod vault;

@@ -345,7 +345,13 @@ impl JsonLines {
     }
 }
 
-fn xems_binary() -> anyhow::Result<PathBuf> {
+/// The `xems` binary: `$XEMS_BIN`, else `xems` next to this executable (the
+/// same target directory), else `xems` on `PATH`.
+///
+/// # Errors
+///
+/// Not found (the message says how to build it).
+pub fn xems_binary() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("XEMS_BIN") {
         return Ok(PathBuf::from(p));
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use xems_core::MasterSecret;
 use xems_engine::{Engine, EngineBuilder, LimitPolicy, ReusePolicy, SandboxLimits};
 use xems_protocol::DEFAULT_MAX_LINE;
+use xems_vault::FsyncPolicy;
 use zeroize::Zeroizing;
 
 use crate::net::ListenAddr;
@@ -51,10 +52,30 @@ pub struct Cli {
 /// Options shared by every mode (accepted before or after the subcommand).
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Enable the encrypted vault at PATH. NOT AVAILABLE YET: xems refuses to start rather than run
-    /// without the persistence you asked for.
+    /// Keep the store in the encrypted vault at PATH (a directory, created if missing): sessions
+    /// survive restarts. Needs a secret (--secret, XEMS_SECRET or --secret-file).
     #[arg(long, global = true, value_name = "PATH", env = "XEMS_PERSIST")]
     pub persist: Option<PathBuf>,
+
+    /// When the vault syncs to disk: always (before answering; a power cut loses nothing
+    /// acknowledged), everysec (once a second; a crash of xems loses nothing acknowledged, a power
+    /// cut at most about a second) or no [default: everysec].
+    #[arg(long, global = true, value_name = "POLICY", env = "XEMS_FSYNC")]
+    pub fsync: Option<String>,
+
+    /// The previous master secret after a rotation: files written under it stay readable; new
+    /// writes use --secret. `xems vault rekey` rewrites the vault so it can be retired.
+    #[arg(long, global = true, value_name = "SECRET", env = "XEMS_PREVIOUS_SECRET", hide_env_values = true)]
+    pub previous_secret: Option<String>,
+
+    /// Read the previous master secret from FILE.
+    #[arg(long, global = true, value_name = "FILE", env = "XEMS_PREVIOUS_SECRET_FILE")]
+    pub previous_secret_file: Option<PathBuf>,
+
+    /// Bind a new vault to this machine (its keys mix in /etc/machine-id): a copy of the vault
+    /// cannot be opened elsewhere, even with the secret.
+    #[arg(long, global = true, env = "XEMS_HARDWARE_BIND")]
+    pub hardware_bind: bool,
 
     /// The master secret: exactly 32 bytes, or hex:<64 digits>, or base64:<44 chars>. Visible to
     /// other users in the process list: prefer --secret-file or XEMS_SECRET.
@@ -109,6 +130,53 @@ from --auth-token-file or XEMS_AUTH_TOKEN (never from the command line). Unix so
 with mode 0600, so only their owner can connect, and may skip the handshake.
 SIGTERM or SIGINT stops accepting, lets open connections finish, and exits 0.")]
     Serve(ServeArgs),
+    /// Check, inspect, compact or rekey a vault (not while a server has it open).
+    Vault(VaultArgs),
+}
+
+/// `xems vault`.
+#[derive(Debug, Args)]
+pub struct VaultArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: VaultCommand,
+}
+
+/// The vault tools. The vault is PATH, or --persist / XEMS_PERSIST.
+#[derive(Clone, Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Read and authenticate every record; exit 1 if anything is damaged.
+    Verify {
+        /// The vault directory.
+        path: Option<PathBuf>,
+    },
+    /// Show files, key ids and record counts per sandbox (never values or tokens).
+    Inspect {
+        /// The vault directory.
+        path: Option<PathBuf>,
+    },
+    /// Rewrite the vault as one snapshot of its live records.
+    Compact {
+        /// The vault directory.
+        path: Option<PathBuf>,
+    },
+    /// Rewrite the whole vault under --secret only (fresh file keys), so that --previous-secret can
+    /// be retired; with --hardware-bind, bind it to this machine (without, unbind it).
+    Rekey {
+        /// The vault directory.
+        path: Option<PathBuf>,
+    },
+}
+
+impl VaultCommand {
+    fn path(&self) -> Option<&PathBuf> {
+        match self {
+            VaultCommand::Verify { path }
+            | VaultCommand::Inspect { path }
+            | VaultCommand::Compact { path }
+            | VaultCommand::Rekey { path } => path.as_ref(),
+        }
+    }
 }
 
 /// Options of `xems serve`.
@@ -133,6 +201,12 @@ pub struct ServeArgs {
 pub struct FileConfig {
     /// `persist`.
     pub persist: Option<PathBuf>,
+    /// `fsync`.
+    pub fsync: Option<String>,
+    /// `previous_secret_file`.
+    pub previous_secret_file: Option<PathBuf>,
+    /// `hardware_bind`.
+    pub hardware_bind: Option<bool>,
     /// `secret_file`.
     pub secret_file: Option<PathBuf>,
     /// `cache_size`.
@@ -227,6 +301,14 @@ pub struct Config {
     pub serve: Option<ServeSettings>,
     /// `--persist`.
     pub persist: Option<PathBuf>,
+    /// `xems vault ...`: the tool and the vault's path.
+    pub vault_tool: Option<(VaultCommand, PathBuf)>,
+    /// `--fsync`.
+    pub fsync: FsyncPolicy,
+    /// `--previous-secret`.
+    pub previous_secret: Option<MasterSecret>,
+    /// `--hardware-bind`.
+    pub hardware_bind: bool,
     /// The master secret, if one was given.
     pub secret: Option<MasterSecret>,
     /// Where it came from.
@@ -308,12 +390,56 @@ impl Config {
             }
             (None, None) => (None, SecretSource::Ephemeral),
         };
+        let previous_secret_file = c.previous_secret_file.or(file.previous_secret_file);
+        let previous_secret = match (c.previous_secret, previous_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "give the previous secret once: --previous-secret or --previous-secret-file, not both".into(),
+                ));
+            }
+            (Some(s), None) => {
+                let s = Zeroizing::new(s);
+                Some(MasterSecret::parse(&s).map_err(|e| ConfigError(format!("--previous-secret: {e}")))?)
+            }
+            (None, Some(path)) => {
+                Some(MasterSecret::from_file(&path).map_err(|e| ConfigError(format!("--previous-secret-file: {e}")))?)
+            }
+            (None, None) => None,
+        };
+        let fsync = match c.fsync.or(file.fsync) {
+            None => FsyncPolicy::default(),
+            Some(p) => p.parse::<FsyncPolicy>().map_err(|e| ConfigError(format!("--fsync: {e}")))?,
+        };
+        let hardware_bind = c.hardware_bind || file.hardware_bind.unwrap_or(false);
+        let persist = c.persist.or(file.persist);
+        let vault_tool = match &cli.command {
+            Some(Mode::Vault(v)) => {
+                let path = v.command.path().cloned().or_else(|| persist.clone()).ok_or_else(|| {
+                    ConfigError("which vault? give its directory: xems vault <command> PATH (or --persist PATH)".into())
+                })?;
+                Some((v.command.clone(), path))
+            }
+            _ => None,
+        };
+        if persist.is_some() || vault_tool.is_some() {
+            if secret.is_none() {
+                return Err(ConfigError(
+                    "the vault needs a secret: set --secret-file FILE, XEMS_SECRET or --secret (a random \
+                     ephemeral key could never open the vault again)"
+                        .into(),
+                ));
+            }
+        } else if previous_secret.is_some() || hardware_bind {
+            return Err(ConfigError(
+                "--previous-secret and --hardware-bind only apply to a vault (--persist PATH)".into(),
+            ));
+        }
         let max_line = c.max_line_bytes.or(file.max_line_bytes).unwrap_or(DEFAULT_MAX_LINE);
         if max_line < 1024 {
             return Err(ConfigError(format!("--max-line-bytes {max_line} is too small (at least 1024)")));
         }
         let serve = match cli.command {
-            None | Some(Mode::Stdio) => None,
+            None | Some(Mode::Stdio) | Some(Mode::Vault(_)) => None,
             Some(Mode::Serve(s)) => {
                 let listen = if !s.listen.is_empty() {
                     s.listen
@@ -388,7 +514,11 @@ impl Config {
             default_limits,
             sandbox_limits,
             serve,
-            persist: c.persist.or(file.persist),
+            persist,
+            vault_tool,
+            fsync,
+            previous_secret,
+            hardware_bind,
             secret,
             secret_source,
             cache_size: c.cache_size.or(file.cache_size),
@@ -400,6 +530,31 @@ impl Config {
 }
 
 impl Config {
+    /// The keyring of the vault: the secret, then the previous one.
+    ///
+    /// # Errors
+    ///
+    /// No secret, or the previous secret is the current one.
+    pub fn keyring(&self) -> Result<xems_core::Keyring, ConfigError> {
+        let current = self.secret.clone().ok_or_else(|| ConfigError("the vault needs a secret".into()))?;
+        let ring = xems_core::Keyring::new(current);
+        match &self.previous_secret {
+            None => Ok(ring),
+            Some(p) => ring
+                .with_previous(p.clone())
+                .map_err(|_| ConfigError("--previous-secret is the same secret as --secret".into())),
+        }
+    }
+
+    /// The vault options of this configuration.
+    ///
+    /// # Errors
+    ///
+    /// See [`keyring`](Self::keyring).
+    pub fn vault_options(&self) -> Result<xems_vault::VaultOptions, ConfigError> {
+        Ok(xems_vault::VaultOptions::new(self.keyring()?).fsync(self.fsync).hardware_bind(self.hardware_bind))
+    }
+
     /// An engine builder with this configuration's secret, reuse policy and
     /// limits (its `build` refuses zero limits and invalid sandbox names).
     pub fn engine_builder(&self) -> EngineBuilder {
@@ -452,8 +607,36 @@ mod tests {
         assert_eq!(c.secret_source, SecretSource::Argv);
         assert_eq!(c.cache_size, Some(500));
         assert!(parse(&["xems", "--secret", "short"], &[]).unwrap_err().0.contains("got 5"));
-        let c = parse(&["xems", "--persist", "/tmp/v"], &[]).unwrap();
+        let err = parse(&["xems", "--persist", "/tmp/v"], &[]).unwrap_err();
+        assert!(err.0.contains("needs a secret"), "{err}");
+        let c = parse(&["xems", "--persist", "/tmp/v", "--secret", "0123456789abcdef0123456789abcdef"], &[]).unwrap();
         assert_eq!(c.persist.as_deref(), Some(Path::new("/tmp/v")));
+        assert_eq!(c.fsync, FsyncPolicy::EverySec);
+        let c = parse(
+            &["xems", "--persist", "/tmp/v", "--secret", "0123456789abcdef0123456789abcdef", "--fsync", "always"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+        assert!(parse(&["xems", "--fsync", "sometimes"], &[]).unwrap_err().0.contains("sometimes"));
+        assert!(parse(&["xems", "--hardware-bind"], &[]).unwrap_err().0.contains("only apply to a vault"));
+        let c = parse(
+            &[
+                "xems",
+                "vault",
+                "inspect",
+                "/tmp/v",
+                "--secret",
+                "0123456789abcdef0123456789abcdef",
+                "--previous-secret",
+                "hex:0000000000000000000000000000000000000000000000000000000000000000",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(c.vault_tool, Some((VaultCommand::Inspect { .. }, ref p)) if p == Path::new("/tmp/v")));
+        assert_eq!(c.keyring().unwrap().previous().len(), 1);
+        assert!(parse(&["xems", "vault", "verify"], &[]).unwrap_err().0.contains("which vault"));
     }
 
     #[test]

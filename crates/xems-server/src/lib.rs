@@ -14,6 +14,7 @@ pub mod cli;
 mod conn;
 mod handler;
 mod net;
+pub mod vault_cmd;
 
 pub use conn::{ConnConfig, TestHooks, serve_connection};
 pub use handler::handle;

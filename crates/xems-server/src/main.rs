@@ -36,15 +36,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg.log);
-    if let Some(path) = &cfg.persist {
-        // Never run without the persistence the caller asked for.
-        eprintln!(
-            "xems: --persist {} was given, but persistence is not available in this build yet \
-             (the encrypted vault is not implemented). Refusing to start: run without --persist \
-             for an in-memory store.",
-            path.display()
-        );
-        return ExitCode::from(2);
+    if let Some((command, path)) = &cfg.vault_tool {
+        return match cfg.vault_options() {
+            Ok(opts) => xems_server::vault_cmd::run(command, path, opts),
+            Err(e) => {
+                eprintln!("xems: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     match cfg.secret_source {
         SecretSource::Argv => tracing::warn!(
@@ -66,10 +65,50 @@ fn main() -> ExitCode {
     if let Some(clock) = &test_clock {
         builder = builder.clock(clock.clone()).sweep_interval(None);
     }
+    // The vault: opened (locked, every record authenticated) before the
+    // engine is built, because the engine's index keys come from it.
+    let opened = match &cfg.persist {
+        None => None,
+        Some(path) => {
+            let opened = cfg.vault_options().map_err(|e| e.to_string()).and_then(|opts| {
+                xems_vault::Opened::open(path, opts)
+                    .map_err(|e| format!("cannot open the vault {}: {e}", path.display()))
+            });
+            match opened {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    eprintln!("xems: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    if let Some(o) = &opened {
+        builder = builder.key_root(o.key_root()).shards(o.shards()).journal(o.journal());
+    }
     let store = match builder.build() {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("xems: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let vault = match opened.map(|o| o.recover(&store)) {
+        None => None,
+        Some(Ok((vault, recovery))) => {
+            tracing::info!(
+                path = %vault.path().display(),
+                fsync = %cfg.fsync,
+                restored = recovery.restored,
+                "vault open"
+            );
+            if let Err(e) = vault.spawn_auto_compaction(&store) {
+                tracing::warn!("{e}; the vault will not be compacted automatically");
+            }
+            Some(vault)
+        }
+        Some(Err(e)) => {
+            eprintln!("xems: cannot open the vault: {e}");
             return ExitCode::from(2);
         }
     };
@@ -131,6 +170,14 @@ fn main() -> ExitCode {
     });
     // The stdin reader may still sit in a blocking read; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(vault) = vault {
+        if let Err(e) = vault.close() {
+            tracing::error!("closing the vault: {e}");
+            eprintln!("xems: closing the vault: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("vault closed");
+    }
     code
 }
 

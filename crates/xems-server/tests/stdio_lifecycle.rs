@@ -16,19 +16,20 @@ fn eof_exits_zero_with_nothing_on_stdout() {
 }
 
 #[test]
-fn persist_fails_loudly() {
+fn persist_without_a_secret_fails_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let vault = dir.path().join("vault");
     let out = Command::new(BIN)
-        .args(["--persist", vault.to_str().unwrap(), "--secret", "0123456789abcdef0123456789abcdef"])
+        .args(["--persist", vault.to_str().unwrap()])
+        .env_remove("XEMS_SECRET")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--persist") && err.contains("not available"), "{err}");
+    assert!(err.contains("the vault needs a secret"), "{err}");
     assert!(out.stdout.is_empty());
-    assert!(!vault.exists());
+    assert!(!vault.exists(), "nothing is created");
 }
 
 #[test]
