@@ -198,6 +198,20 @@ impl SealKey {
         buf.extend_from_slice(tag.as_ref());
     }
 
+    /// Encrypts `buf` in place and returns the tag (for fixed-size buffers
+    /// that need no allocation).
+    ///
+    /// The caller guarantees that `nonce` is never used twice with this key.
+    pub fn seal_detached(&self, nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(aad), buf)
+            .expect("AES-GCM sealing only fails past 64 GiB");
+        let mut out = [0u8; 16];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Seals `plaintext` into a new buffer of exactly `prefix.len() +
     /// plaintext.len() + TAG_LEN` bytes, starting with `prefix` (which is not
     /// encrypted).

@@ -12,12 +12,16 @@ use siphasher::sip::SipHasher13;
 use xems_core::{
     AtomicCounters, Clock, Counters, CreateOptions, Created, DEFAULT_TTL, Error, Event, EventKind, EventSink, IndexKey,
     KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions, Resolved, Result, SealKey,
-    SessionId, SessionMeta, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of, validate_key,
+    SessionId, SessionMeta, TOKEN_LEN, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of, validate_key,
 };
 use zeroize::Zeroizing;
 
 use crate::config::{LimitPolicy, ReusePolicy, SandboxLimits};
 use crate::shard::{CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+
+/// A minted token sealed with its tag.
+pub(crate) const SEALED_TOKEN_LEN: usize = TOKEN_LEN + SealKey::TAG_LEN;
+pub(crate) type SealedTokenBytes = [u8; SEALED_TOKEN_LEN];
 
 /// Engine-wide settings every sandbox reads.
 pub(crate) struct Shared {
@@ -110,15 +114,23 @@ impl SandboxKeys {
         (nonce, aad)
     }
 
-    pub(crate) fn seal_token(&self, family: u64, n: u32, token: &Token) -> Box<[u8]> {
+    /// The current token of a session, sealed in a fixed-size buffer (no
+    /// allocation per rotation).
+    pub(crate) fn seal_token(&self, family: u64, n: u32, token: &Token) -> SealedTokenBytes {
         let (nonce, aad) = self.token_nonce_aad(family, n);
-        self.token.seal(nonce, &aad, &[], token.expose().as_bytes()).into_boxed_slice()
+        let mut out = [0u8; SEALED_TOKEN_LEN];
+        let text = token.expose().as_bytes();
+        debug_assert_eq!(text.len(), TOKEN_LEN, "successors are minted tokens");
+        out[..TOKEN_LEN].copy_from_slice(&text[..TOKEN_LEN.min(text.len())]);
+        let tag = self.token.seal_detached(nonce, &aad, &mut out[..TOKEN_LEN]);
+        out[TOKEN_LEN..].copy_from_slice(&tag);
+        out
     }
 
-    pub(crate) fn open_token(&self, family: u64, n: u32, sealed: &[u8]) -> Result<Token, OpenError> {
+    pub(crate) fn open_token(&self, family: u64, n: u32, sealed: &SealedTokenBytes) -> Result<Token, OpenError> {
         let (nonce, aad) = self.token_nonce_aad(family, n);
-        let mut buf = Zeroizing::new(sealed.to_vec());
-        let text = self.token.open_in_place(nonce, &aad, &mut buf)?;
+        let mut buf = Zeroizing::new(*sealed);
+        let text = self.token.open_in_place(nonce, &aad, &mut buf[..])?;
         let text = std::str::from_utf8(text).map_err(|_| OpenError)?;
         Ok(Token::from_string(text.to_owned()))
     }

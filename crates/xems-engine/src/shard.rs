@@ -19,15 +19,13 @@
 //! (creation time, subject, retired tokens, the sealed current token while a
 //! grace window is open); plain records pay nothing for it.
 
-use std::collections::VecDeque;
-
 use hashbrown::{HashMap, HashTable};
 use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
 use crate::config::ReusePolicy;
-use crate::sandbox::SandboxCore;
+use crate::sandbox::{SandboxCore, SealedTokenBytes};
 use crate::slab::Slab;
 use crate::wheel::{BucketId, Wheel};
 
@@ -68,18 +66,27 @@ impl Record {
 
 /// A rotated-away token of a live session. Aliases leave with their
 /// session (see `remove_family`), so `record` always names a live record.
+/// A session's aliases form a list from oldest to newest through `newer`
+/// (no separate allocation per session).
 struct Alias {
     key: [u8; 16],
     record: u32,
+    newer: u32,
     grace_until: u64,
 }
+
+/// The end of an alias list.
+const NONE: u32 = u32::MAX;
 
 /// What a session has beyond a plain record.
 struct Extra {
     created_at: u64,
     subject: Option<[u8; 16]>,
-    /// Alias slots, oldest first, at most `retired_window`.
-    retired: VecDeque<u32>,
+    /// The oldest and newest alias slots (`NONE` when there are none) and
+    /// how many there are: at most `retired_window`, plus those in grace.
+    oldest: u32,
+    newest: u32,
+    retired: u32,
     /// The current token, sealed, while any retired token is in grace.
     current: Option<SealedToken>,
     /// Rotations so far: the nonce counter of the token seal.
@@ -87,7 +94,7 @@ struct Extra {
 }
 
 struct SealedToken {
-    sealed: Box<[u8]>,
+    sealed: SealedTokenBytes,
     until: u64,
 }
 
@@ -298,7 +305,9 @@ impl Shard {
             r.extra = self.extras.insert(Extra {
                 created_at: r.token_born,
                 subject: None,
-                retired: VecDeque::new(),
+                oldest: NONE,
+                newest: NONE,
+                retired: 0,
                 current: None,
                 rotations: 0,
             });
@@ -387,10 +396,10 @@ impl Shard {
         let Some(record) = self.records.remove(slot) else { return };
         self.index_remove(&record.key, slot);
         if let Some(extra) = self.extras.remove(record.extra) {
-            for a in extra.retired {
-                if let Some(alias) = self.aliases.remove(a) {
-                    self.index_remove(&alias.key, a | ALIAS);
-                }
+            let mut a = extra.oldest;
+            while let Some(alias) = self.aliases.remove(a) {
+                self.index_remove(&alias.key, a | ALIAS);
+                a = alias.newer;
             }
             if let Some(subject) = extra.subject
                 && let Some(list) = self.subjects.get_mut(&subject)
@@ -437,7 +446,7 @@ impl Shard {
         record.token_born = now;
         let family = record.family();
         let extra_slot = record.extra;
-        let alias = self.aliases.insert(Alias { key: old_key, record: slot, grace_until: now + grace_ms });
+        let alias = self.aliases.insert(Alias { key: old_key, record: slot, newer: NONE, grace_until: now + grace_ms });
         // The old key's index entry now points at the alias; the new key at
         // the record.
         if let Some(e) = self.table.find_mut(hash16(&old_key), |&e| e == slot) {
@@ -447,27 +456,33 @@ impl Shard {
 
         let Shard { extras, aliases, .. } = self;
         let extra = extras.get_mut(extra_slot).expect("extra was just ensured");
-        extra.retired.push_back(alias);
+        match aliases.get_mut(extra.newest) {
+            Some(newest) => newest.newer = alias,
+            None => extra.oldest = alias,
+        }
+        extra.newest = alias;
+        extra.retired += 1;
         // Forget the oldest retired tokens beyond the window, but never one
         // still in its grace window (a burst of rotations must not push out
         // a token a concurrent request still carries), up to a hard cap.
-        let mut dropped: SmallVec<[u32; 2]> = SmallVec::new();
-        while extra.retired.len() > window {
-            let oldest = *extra.retired.front().expect("longer than the window");
-            let in_grace = aliases.get(oldest).is_some_and(|a| a.grace_until > now);
-            if in_grace && extra.retired.len() <= MAX_RETIRED {
+        let mut dropped: SmallVec<[([u8; 16], u32); 2]> = SmallVec::new();
+        while extra.retired as usize > window {
+            let oldest = extra.oldest;
+            let front = aliases.get(oldest).expect("the list is as long as its count");
+            if front.grace_until > now && extra.retired as usize <= MAX_RETIRED {
                 break;
             }
-            dropped.extend(extra.retired.pop_front());
+            let front = aliases.remove(oldest).expect("just read");
+            extra.oldest = front.newer;
+            extra.retired -= 1;
+            dropped.push((front.key, oldest));
         }
         extra.rotations = extra.rotations.wrapping_add(1);
         let until = extra.current.as_ref().map_or(0, |c| c.until).max(now + grace_ms);
         extra.current =
             (until > now).then(|| SealedToken { sealed: keys.seal_token(family, extra.rotations, &token), until });
-        for a in dropped {
-            if let Some(old) = self.aliases.remove(a) {
-                self.index_remove(&old.key, a | ALIAS);
-            }
+        for (key, slot) in dropped {
+            self.index_remove(&key, slot | ALIAS);
         }
         self.counters.add(EventKind::Rotated, 1);
         cx.raise(EventKind::Rotated, None, "");

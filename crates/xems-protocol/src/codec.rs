@@ -1,0 +1,183 @@
+//! Splitting a byte stream into lines, with a hard cap on line length.
+//!
+//! The splitter never holds more than `max + one read` bytes for a line: once a
+//! line grows past the cap, its bytes are counted and dropped until its
+//! newline arrives, and the line is reported as [`Frame::TooLong`] so the
+//! server still answers it with exactly one response (the host matches
+//! responses by order).
+
+/// The default longest line: 16 MiB (a 10 MiB value, escaped, fits).
+pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// One unit of input: a complete line, or a line that was too long.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A line without its `\n` (and without a trailing `\r`).
+    Line(&'a [u8]),
+    /// A line longer than the cap; its bytes were dropped.
+    TooLong {
+        /// Its length in bytes (without the newline).
+        len: usize,
+    },
+}
+
+/// A sans-I/O line splitter: feed bytes with [`extend`](Self::extend), take
+/// frames with [`next_frame`](Self::next_frame), and at end of input take the
+/// unterminated tail with [`finish`](Self::finish).
+///
+/// ```
+/// use xems_protocol::{Frame, LineBuffer};
+///
+/// let mut lines = LineBuffer::new(8);
+/// lines.extend(b"{\"a\":1}\r\n0123456789\nhal");
+/// assert_eq!(lines.next_frame(), Some(Frame::Line(b"{\"a\":1}")));
+/// assert_eq!(lines.next_frame(), Some(Frame::TooLong { len: 10 }));
+/// assert_eq!(lines.next_frame(), None);
+/// assert_eq!(lines.finish(), Some(Frame::Line(b"hal")));
+/// ```
+#[derive(Debug)]
+pub struct LineBuffer {
+    buf: Vec<u8>,
+    /// Start of the current (unreturned) line in `buf`.
+    start: usize,
+    /// Bytes before this offset are known to hold no newline.
+    scanned: usize,
+    max: usize,
+    /// Bytes of an over-long line dropped so far, when discarding.
+    discarded: Option<usize>,
+}
+
+impl LineBuffer {
+    /// A splitter refusing lines longer than `max` bytes.
+    pub fn new(max: usize) -> Self {
+        LineBuffer { buf: Vec::new(), start: 0, scanned: 0, max, discarded: None }
+    }
+
+    /// The line-length cap.
+    pub fn max_line(&self) -> usize {
+        self.max
+    }
+
+    /// Appends input bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            // Drop the lines already returned; only the partial line is moved.
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether a partial line (or a discarded over-long one) is pending.
+    pub fn has_partial(&self) -> bool {
+        self.buf.len() > self.start || self.discarded.is_some()
+    }
+
+    /// The next complete frame, if one is buffered.
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        match memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+            Some(pos) => {
+                let end = self.scanned + pos;
+                let line_start = self.start;
+                self.start = end + 1;
+                self.scanned = self.start;
+                if let Some(dropped) = self.discarded.take() {
+                    return Some(Frame::TooLong { len: dropped + (end - line_start) });
+                }
+                Some(self.frame(line_start, end))
+            }
+            None => {
+                self.scanned = self.buf.len();
+                let partial = self.buf.len() - self.start;
+                if partial > self.max {
+                    *self.discarded.get_or_insert(0) += partial;
+                    self.buf.truncate(self.start);
+                    self.scanned = self.start;
+                    self.buf.shrink_to(64 * 1024);
+                }
+                None
+            }
+        }
+    }
+
+    /// At end of input: the unterminated last line, if any.
+    pub fn finish(&mut self) -> Option<Frame<'_>> {
+        let (start, end) = (self.start, self.buf.len());
+        self.start = end;
+        self.scanned = end;
+        if let Some(dropped) = self.discarded.take() {
+            return Some(Frame::TooLong { len: dropped + (end - start) });
+        }
+        if start == end {
+            return None;
+        }
+        Some(self.frame(start, end))
+    }
+
+    fn frame(&self, start: usize, end: usize) -> Frame<'_> {
+        let mut line = &self.buf[start..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if line.len() > self.max { Frame::TooLong { len: line.len() } } else { Frame::Line(line) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, usize>> {
+        let mut lb = LineBuffer::new(max);
+        let mut out = Vec::new();
+        let mut take = |f: Frame<'_>| match f {
+            Frame::Line(l) => out.push(Ok(l.to_vec())),
+            Frame::TooLong { len } => out.push(Err(len)),
+        };
+        for c in chunks {
+            lb.extend(c);
+            while let Some(f) = lb.next_frame() {
+                take(f);
+            }
+        }
+        if let Some(f) = lb.finish() {
+            take(f);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_across_chunks() {
+        let got = collect(100, &[b"ab", b"c\nd", b"e\n\n", b"f"]);
+        assert_eq!(got, vec![Ok(b"abc".to_vec()), Ok(b"de".to_vec()), Ok(vec![]), Ok(b"f".to_vec())]);
+    }
+
+    #[test]
+    fn over_long_lines_are_dropped_and_counted() {
+        let big = [b'x'; 50];
+        let got = collect(10, &[&big[..20], &big[20..], b"\nok\n"]);
+        assert_eq!(got, vec![Err(50), Ok(b"ok".to_vec())]);
+        // An over-long line in one chunk, and one cut by end of input.
+        let got = collect(3, &[b"abcdef\nabc\nabcd"]);
+        assert_eq!(got, vec![Err(6), Ok(b"abc".to_vec()), Err(4)]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_while_discarding() {
+        let mut lb = LineBuffer::new(1024);
+        let chunk = vec![b'y'; 64 * 1024];
+        for _ in 0..100 {
+            lb.extend(&chunk);
+            assert!(lb.next_frame().is_none());
+            assert!(lb.buf.len() <= 64 * 1024);
+        }
+        lb.extend(b"\n");
+        assert_eq!(lb.next_frame(), Some(Frame::TooLong { len: 100 * 64 * 1024 }));
+    }
+
+    #[test]
+    fn crlf_is_accepted() {
+        assert_eq!(collect(10, &[b"a\r\n"]), vec![Ok(b"a".to_vec())]);
+    }
+}

@@ -1,0 +1,275 @@
+//! Responses: one JSON object per line, absent fields omitted.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xems_core::{ResolveOutcome, SessionId, SessionMeta, Stats, Timestamp};
+
+use crate::request::Id;
+
+/// `"ok"` or `"error"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The request succeeded.
+    #[default]
+    Ok,
+    /// The request failed; `error` and `code` say why.
+    Error,
+}
+
+/// How a resolve was answered (`outcome` on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The token is current and was kept.
+    Current,
+    /// This call rotated the token; `new_token` is its successor.
+    Rotated,
+    /// A rotated-away token within its grace period; `new_token` is the
+    /// session's current token.
+    Grace,
+}
+
+impl From<ResolveOutcome> for Outcome {
+    fn from(o: ResolveOutcome) -> Self {
+        match o {
+            ResolveOutcome::Current => Outcome::Current,
+            ResolveOutcome::Rotated => Outcome::Rotated,
+            ResolveOutcome::Grace => Outcome::Grace,
+        }
+    }
+}
+
+impl From<Outcome> for ResolveOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Current => ResolveOutcome::Current,
+            Outcome::Rotated => ResolveOutcome::Rotated,
+            Outcome::Grace => ResolveOutcome::Grace,
+        }
+    }
+}
+
+/// A record's metadata on the wire (`meta`, and the items of `sessions`):
+/// times in milliseconds since the UNIX epoch, durations in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WireMeta {
+    /// Public session id (not a credential).
+    pub id: SessionId,
+    /// Version, bumped by each write of the value.
+    pub version: u64,
+    /// Creation time.
+    pub created_at: u64,
+    /// Idle expiry.
+    pub expires_at: u64,
+    /// Absolute deadline.
+    pub absolute_deadline: u64,
+    /// Effective idle TTL.
+    pub ttl_ms: u64,
+    /// Whether the requested TTL was cut to the 5-day cap.
+    pub ttl_capped: bool,
+}
+
+impl From<&SessionMeta> for WireMeta {
+    fn from(m: &SessionMeta) -> Self {
+        WireMeta {
+            id: m.id,
+            version: m.version,
+            created_at: m.created_at.as_millis(),
+            expires_at: m.expires_at.as_millis(),
+            absolute_deadline: m.absolute_deadline.as_millis(),
+            ttl_ms: u64::try_from(m.ttl.as_millis()).unwrap_or(u64::MAX),
+            ttl_capped: m.ttl_capped,
+        }
+    }
+}
+
+impl From<WireMeta> for SessionMeta {
+    fn from(w: WireMeta) -> Self {
+        SessionMeta::new(
+            w.id,
+            w.version,
+            Timestamp::from_millis(w.created_at),
+            Timestamp::from_millis(w.expires_at),
+            Timestamp::from_millis(w.absolute_deadline),
+            Duration::from_millis(w.ttl_ms),
+            w.ttl_capped,
+        )
+    }
+}
+
+/// One response line. Absent fields are omitted from the JSON, so the
+/// host's actions answer in exactly the shape XyPriss expects.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Response {
+    /// The request's `id`, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Id>,
+    /// `ok` or `error`.
+    pub status: Status,
+    /// `ping`: `"pong"`; `get` / `resolve`: the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// The token the client must use from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_token: Option<String>,
+    /// Human-readable reason, with `status: error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Stable machine-readable reason, with `status: error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// How a resolve was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// The record's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<WireMeta>,
+    /// `exists`: whether the key resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// `del` (verbose): whether a record was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// `revoke_subject` / `revoke_session`: how many sessions were revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<u64>,
+    /// `update_if` conflict: the version now stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+    /// `list_subject`: the subject's live sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<WireMeta>>,
+    /// `stats`: figures and counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values and tokens are secrets: show only their lengths.
+        f.debug_struct("Response")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("data", &self.data.as_ref().map(|d| format!("<{} bytes>", d.len())))
+            .field("new_token", &self.new_token.as_ref().map(|_| "<redacted>"))
+            .field("error", &self.error)
+            .field("code", &self.code)
+            .field("outcome", &self.outcome)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    /// `{"status":"ok"}`.
+    pub fn ok() -> Self {
+        Response::default()
+    }
+
+    /// `{"status":"error","error":message,"code":code}`.
+    pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Response { status: Status::Error, error: Some(message.into()), code: Some(code.into()), ..Response::default() }
+    }
+
+    /// The `not_found` error the host expects for a missing key:
+    /// `{"status":"error","error":"not found","code":"not_found"}`.
+    pub fn not_found() -> Self {
+        Response::error("not_found", "not found")
+    }
+
+    /// Sets `id`.
+    pub fn with_id(mut self, id: Option<Id>) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets `data`.
+    pub fn with_data(mut self, data: impl Into<String>) -> Self {
+        self.data = Some(data.into());
+        self
+    }
+
+    /// Sets `new_token`.
+    pub fn with_new_token(mut self, token: impl Into<String>) -> Self {
+        self.new_token = Some(token.into());
+        self
+    }
+
+    /// Sets `meta`.
+    pub fn with_meta(mut self, meta: &SessionMeta) -> Self {
+        self.meta = Some(meta.into());
+        self
+    }
+
+    /// Whether the status is `ok`.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+}
+
+/// Appends `response` as one JSON line (with its `\n`) to `out`.
+pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, response).is_err() {
+        // Unreachable with these types (no maps with non-string keys, no
+        // failing Serialize impls), but a line must be written whatever
+        // happens: the peer matches responses by order.
+        out.truncate(start);
+        out.extend_from_slice(
+            br#"{"status":"error","error":"internal error: cannot encode response","code":"internal"}"#,
+        );
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(r: &Response) -> String {
+        let mut out = Vec::new();
+        encode_response(r, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn host_shapes() {
+        assert_eq!(line(&Response::ok()), "{\"status\":\"ok\"}\n");
+        assert_eq!(line(&Response::ok().with_data("pong")), "{\"status\":\"ok\",\"data\":\"pong\"}\n");
+        assert_eq!(
+            line(&Response::ok().with_data("{}").with_new_token("t")),
+            "{\"status\":\"ok\",\"data\":\"{}\",\"new_token\":\"t\"}\n"
+        );
+        assert_eq!(
+            line(&Response::not_found()),
+            "{\"status\":\"error\",\"error\":\"not found\",\"code\":\"not_found\"}\n"
+        );
+        assert_eq!(line(&Response::ok().with_id(Some(Id::Str("a".into())))), "{\"id\":\"a\",\"status\":\"ok\"}\n");
+    }
+
+    #[test]
+    fn round_trip() {
+        let meta = SessionMeta::new(
+            SessionId::from_u64(7),
+            3,
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+            Timestamp::from_millis(3),
+            Duration::from_secs(60),
+            false,
+        );
+        let mut r = Response::ok().with_meta(&meta).with_id(Some(Id::Signed(-1)));
+        r.outcome = Some(Outcome::Grace);
+        r.stats = Some(Stats::default());
+        let text = line(&r);
+        let back: Response = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(SessionMeta::from(back.meta.unwrap()), meta);
+        assert!(!format!("{:?}", Response::ok().with_new_token("SECRET")).contains("SECRET"));
+    }
+}

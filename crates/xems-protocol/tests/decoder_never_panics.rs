@@ -1,0 +1,112 @@
+//! Property tests: no input makes the decoder panic, and every line gets
+//! exactly one answer.
+
+use proptest::prelude::*;
+use xems_protocol::{Frame, LineBuffer, decode_request, fuzz_entry};
+
+/// JSON-ish bytes: mostly structure characters and field names, so the
+/// generator reaches the decoder's deeper paths and not only the JSON syntax
+/// errors that random bytes hit first.
+fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+    let atoms = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"",
+        "\\",
+        "\\u0000",
+        "\\ud800",
+        "null",
+        "true",
+        "false",
+        "-1",
+        "0",
+        "1e999",
+        "18446744073709551616",
+        "\"action\"",
+        "\"set\"",
+        "\"get\"",
+        "\"ping\"",
+        "\"resolve\"",
+        "\"migrate\"",
+        "\"update_if\"",
+        "\"sandbox\"",
+        "\"key\"",
+        "\"value\"",
+        "\"ttl\"",
+        "\"15m\"",
+        "\"rotate\"",
+        "\"grace_period\"",
+        "\"encoding\"",
+        "\"base64\"",
+        "\"id\"",
+        "\"version\"",
+        "\"by_ms\"",
+        "\n",
+        "\r",
+        " ",
+        "\u{0}",
+        "\u{ff}",
+        "é",
+    ]);
+    prop::collection::vec(atoms, 0..64).prop_map(|v| v.concat().into_bytes())
+}
+
+/// One answer per newline, plus one for an unterminated tail.
+fn expected_answers(data: &[u8]) -> usize {
+    let newlines = data.iter().filter(|b| **b == b'\n').count();
+    newlines + usize::from(!data.is_empty() && !data.ends_with(b"\n"))
+}
+
+/// A whole buffer decoded as one line: either a request, or an error whose
+/// code is one of the decoder's.
+fn check_single_line(data: &[u8]) -> Result<(), TestCaseError> {
+    if let Err(e) = decode_request(data) {
+        let code = e.kind.code();
+        prop_assert!(
+            ["bad_request", "unknown_action", "invalid_duration", "invalid_argument"].contains(&code),
+            "unexpected code {}",
+            code
+        );
+        prop_assert!(!e.to_string().is_empty());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2048)) {
+        prop_assert_eq!(fuzz_entry(&data), expected_answers(&data));
+        check_single_line(&data)?;
+    }
+
+    #[test]
+    fn jsonish_bytes_never_panic(data in jsonish()) {
+        prop_assert_eq!(fuzz_entry(&data), expected_answers(&data));
+        check_single_line(&data)?;
+    }
+
+    #[test]
+    fn one_frame_per_newline(data in prop::collection::vec(any::<u8>(), 0..4096), max in 1usize..512) {
+        let mut lines = LineBuffer::new(max);
+        let mut frames = 0usize;
+        for chunk in data.chunks(37) {
+            lines.extend(chunk);
+            while let Some(frame) = lines.next_frame() {
+                if let Frame::Line(l) = frame {
+                    prop_assert!(l.len() <= max);
+                }
+                frames += 1;
+            }
+        }
+        let tail = lines.finish().is_some();
+        let newlines = data.iter().filter(|b| **b == b'\n').count();
+        prop_assert_eq!(frames, newlines);
+        prop_assert_eq!(tail, !data.ends_with(b"\n") && !data.is_empty());
+    }
+}

@@ -1,0 +1,520 @@
+//! The command line, the environment and the optional TOML file, merged into
+//! one configuration. Precedence: flags, then `XEMS_*` variables, then the
+//! file, then defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Deserialize;
+use xems_core::MasterSecret;
+use xems_engine::{Engine, EngineBuilder, LimitPolicy, ReusePolicy, SandboxLimits};
+use xems_protocol::DEFAULT_MAX_LINE;
+use zeroize::Zeroizing;
+
+use crate::net::ListenAddr;
+
+const ABOUT: &str = "xems: an encrypted memory store for sessions, OTP state and other short-lived secrets.";
+
+const LONG_ABOUT: &str = "\
+xems: an encrypted memory store for sessions, OTP state and other short-lived secrets.
+
+With no subcommand (or `xems stdio`) it is a drop-in XyPriss XEMS sidecar: newline-delimited
+JSON requests on stdin, one response line per request on stdout, logs on stderr, exit 0 when
+stdin closes. `xems serve` shares one store with many clients over TCP and Unix sockets.
+
+The protocol is specified in docs/PROTOCOL.md.";
+
+const AFTER_HELP: &str = "\
+Configuration comes from flags, then XEMS_* environment variables, then the TOML file given
+with --config (keys are the long flag names with '_' for '-'), then defaults.
+
+Examples:
+  xems                                   # stdio sidecar, ephemeral store
+  XEMS_SECRET_FILE=/run/secrets/xems xems stdio
+  XEMS_AUTH_TOKEN_FILE=/run/secrets/xems-token \\
+    xems serve --listen tcp://127.0.0.1:7379 --listen unix:///run/xems/xems.sock";
+
+/// The `xems` command line.
+#[derive(Debug, Parser)]
+#[command(name = "xems", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Options of every mode.
+    #[command(flatten, next_help_heading = "Store and logging (every mode)")]
+    pub common: CommonArgs,
+    /// The mode; `stdio` when absent.
+    #[command(subcommand)]
+    pub command: Option<Mode>,
+}
+
+/// Options shared by every mode (accepted before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Enable the encrypted vault at PATH. NOT AVAILABLE YET: xems refuses to start rather than run
+    /// without the persistence you asked for.
+    #[arg(long, global = true, value_name = "PATH", env = "XEMS_PERSIST")]
+    pub persist: Option<PathBuf>,
+
+    /// The master secret: exactly 32 bytes, or hex:<64 digits>, or base64:<44 chars>. Visible to
+    /// other users in the process list: prefer --secret-file or XEMS_SECRET.
+    #[arg(long, global = true, value_name = "SECRET", env = "XEMS_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Read the master secret from FILE (one trailing newline is ignored).
+    #[arg(long, global = true, value_name = "FILE", env = "XEMS_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Resource hint from the host: expected records per sandbox.
+    #[arg(long, global = true, value_name = "N", env = "XEMS_CACHE_SIZE")]
+    pub cache_size: Option<u64>,
+
+    /// Longest accepted request line in bytes [default: 16777216].
+    #[arg(long, global = true, value_name = "BYTES", env = "XEMS_MAX_LINE_BYTES")]
+    pub max_line_bytes: Option<usize>,
+
+    /// Log filter for stderr, e.g. `info`, `debug`, `xems=trace` [default: info].
+    #[arg(long, global = true, value_name = "FILTER", env = "XEMS_LOG")]
+    pub log: Option<String>,
+
+    /// What a rotated token replayed after its grace period does: revoke-session (default) or
+    /// refuse-token.
+    #[arg(long, global = true, value_name = "POLICY", env = "XEMS_REUSE_POLICY")]
+    pub reuse_policy: Option<String>,
+
+    /// Limits of one sandbox (repeatable; NAME `*` sets the default for all):
+    /// NAME:max_records=N,max_bytes=N,max_value_bytes=N,policy=refuse|evict-soonest-expiring
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub sandbox_limit: Vec<String>,
+
+    /// Read further settings from a TOML file.
+    #[arg(long, global = true, value_name = "FILE", env = "XEMS_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// TEST ONLY, never in production: run the store on a mock clock that the
+    /// `debug_advance_clock` action moves.
+    #[arg(long, global = true, hide = true)]
+    pub unsafe_test_clock: bool,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// The XyPriss sidecar: JSON lines on stdin/stdout (the default).
+    Stdio,
+    /// Serve one store to many clients over TCP and Unix sockets.
+    #[command(after_help = "\
+TCP clients must send {\"action\":\"auth\",\"token\":\"...\"} before anything else; the token is read
+from --auth-token-file or XEMS_AUTH_TOKEN (never from the command line). Unix sockets are created
+with mode 0600, so only their owner can connect, and may skip the handshake.
+SIGTERM or SIGINT stops accepting, lets open connections finish, and exits 0.")]
+    Serve(ServeArgs),
+}
+
+/// Options of `xems serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on ADDR: tcp://HOST:PORT or unix:///PATH (repeatable) [default: tcp://127.0.0.1:7379].
+    #[arg(long, value_name = "ADDR", env = "XEMS_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<String>,
+
+    /// Read the shared auth token for network clients from FILE (XEMS_AUTH_TOKEN also works).
+    #[arg(long, value_name = "FILE", env = "XEMS_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Most client connections open at once [default: 1024].
+    #[arg(long, value_name = "N", env = "XEMS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+/// The TOML configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `persist`.
+    pub persist: Option<PathBuf>,
+    /// `secret_file`.
+    pub secret_file: Option<PathBuf>,
+    /// `cache_size`.
+    pub cache_size: Option<u64>,
+    /// `max_line_bytes`.
+    pub max_line_bytes: Option<usize>,
+    /// `log`.
+    pub log: Option<String>,
+    /// `listen`.
+    pub listen: Option<Vec<String>>,
+    /// `auth_token_file`.
+    pub auth_token_file: Option<PathBuf>,
+    /// `max_connections`.
+    pub max_connections: Option<usize>,
+    /// `reuse_policy`.
+    pub reuse_policy: Option<String>,
+    /// `[sandboxes.NAME]` tables (`[sandboxes."*"]` for the default).
+    #[serde(default)]
+    pub sandboxes: std::collections::BTreeMap<String, LimitTable>,
+}
+
+/// One `[sandboxes.NAME]` table of the TOML file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitTable {
+    /// Most live records.
+    pub max_records: Option<u64>,
+    /// Most sealed bytes.
+    pub max_bytes: Option<u64>,
+    /// Largest value.
+    pub max_value_bytes: Option<usize>,
+    /// `refuse` or `evict-soonest-expiring`.
+    pub policy: Option<String>,
+}
+
+impl LimitTable {
+    /// Parses `max_records=N,max_bytes=N,max_value_bytes=N,policy=P`.
+    fn parse(spec: &str) -> Result<Self, String> {
+        let mut t = LimitTable::default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("expected key=value, got {part:?}"))?;
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{k} must be a non-negative integer, got {v:?}"));
+            match k {
+                "max_records" => t.max_records = Some(num(v)?),
+                "max_bytes" => t.max_bytes = Some(num(v)?),
+                "max_value_bytes" => t.max_value_bytes = Some(usize::try_from(num(v)?).map_err(|e| e.to_string())?),
+                "policy" => t.policy = Some(v.to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown limit {other:?} (expected max_records, max_bytes, max_value_bytes or policy)"
+                    ));
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn apply(&self, mut l: SandboxLimits) -> Result<SandboxLimits, String> {
+        if let Some(n) = self.max_records {
+            l = l.with_max_records(n);
+        }
+        if let Some(n) = self.max_bytes {
+            l = l.with_max_bytes(n);
+        }
+        if let Some(n) = self.max_value_bytes {
+            l = l.with_max_value_bytes(n);
+        }
+        if let Some(p) = &self.policy {
+            l = l.with_policy(p.parse::<LimitPolicy>().map_err(|e| e.to_string())?);
+        }
+        Ok(l)
+    }
+}
+
+/// Where the secret came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `--secret` on the command line (visible in the process list).
+    Argv,
+    /// `XEMS_SECRET`.
+    Env,
+    /// A file.
+    File,
+    /// None given: a random ephemeral key.
+    Ephemeral,
+}
+
+/// The merged configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Stdio or serve.
+    pub serve: Option<ServeSettings>,
+    /// `--persist`.
+    pub persist: Option<PathBuf>,
+    /// The master secret, if one was given.
+    pub secret: Option<MasterSecret>,
+    /// Where it came from.
+    pub secret_source: SecretSource,
+    /// `--cache-size`.
+    pub cache_size: Option<u64>,
+    /// Longest line.
+    pub max_line: usize,
+    /// Log filter.
+    pub log: String,
+    /// `--unsafe-test-clock`.
+    pub unsafe_test_clock: bool,
+    /// What a replay after grace does.
+    pub reuse_policy: ReusePolicy,
+    /// Limits for every sandbox without its own.
+    pub default_limits: SandboxLimits,
+    /// Per-sandbox limits.
+    pub sandbox_limits: Vec<(String, SandboxLimits)>,
+}
+
+/// The settings of `serve`.
+#[derive(Debug)]
+pub struct ServeSettings {
+    /// Listeners.
+    pub listen: Vec<ListenAddr>,
+    /// Auth token for TCP clients.
+    pub auth_token: Option<Zeroizing<Vec<u8>>>,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration error: printed, then exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses the process's arguments and environment.
+    ///
+    /// # Errors
+    ///
+    /// A bad file, secret, listener or combination. (Clap itself exits on
+    /// `--help` and syntax errors.)
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_matches(&Cli::command().get_matches(), |k| std::env::var(k).ok())
+    }
+
+    /// Builds the configuration from parsed arguments; `env` reads variables
+    /// not handled by clap (`XEMS_AUTH_TOKEN`).
+    ///
+    /// # Errors
+    ///
+    /// See [`from_env`](Self::from_env).
+    pub fn from_matches(m: &ArgMatches, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cli = Cli::from_arg_matches(m).map_err(|e| ConfigError(e.to_string()))?;
+        let c = cli.common;
+        let file = match &c.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let secret_from_argv = m.value_source("secret") == Some(ValueSource::CommandLine);
+        let secret_file = c.secret_file.or(file.secret_file);
+        let (secret, secret_source) = match (c.secret, secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "give the secret once: --secret / XEMS_SECRET or --secret-file, not both".into(),
+                ));
+            }
+            (Some(s), None) => {
+                let s = Zeroizing::new(s);
+                let secret = MasterSecret::parse(&s).map_err(|e| ConfigError(format!("--secret: {e}")))?;
+                (Some(secret), if secret_from_argv { SecretSource::Argv } else { SecretSource::Env })
+            }
+            (None, Some(path)) => {
+                let secret = MasterSecret::from_file(&path).map_err(|e| ConfigError(format!("--secret-file: {e}")))?;
+                (Some(secret), SecretSource::File)
+            }
+            (None, None) => (None, SecretSource::Ephemeral),
+        };
+        let max_line = c.max_line_bytes.or(file.max_line_bytes).unwrap_or(DEFAULT_MAX_LINE);
+        if max_line < 1024 {
+            return Err(ConfigError(format!("--max-line-bytes {max_line} is too small (at least 1024)")));
+        }
+        let serve = match cli.command {
+            None | Some(Mode::Stdio) => None,
+            Some(Mode::Serve(s)) => {
+                let listen = if !s.listen.is_empty() {
+                    s.listen
+                } else {
+                    file.listen.unwrap_or_else(|| vec!["tcp://127.0.0.1:7379".to_owned()])
+                };
+                let listen =
+                    listen.iter().map(|l| ListenAddr::parse(l).map_err(ConfigError)).collect::<Result<Vec<_>, _>>()?;
+                let token = match (s.auth_token_file.or(file.auth_token_file), env("XEMS_AUTH_TOKEN")) {
+                    (Some(path), _) => Some(read_token(&path)?),
+                    (None, Some(t)) => Some(Zeroizing::new(t.into_bytes())),
+                    (None, None) => None,
+                };
+                if let Some(t) = &token
+                    && t.len() < 16
+                {
+                    return Err(ConfigError(format!(
+                        "the auth token must be at least 16 bytes, got {} (generate one with: head -c 32 /dev/urandom | base64)",
+                        t.len()
+                    )));
+                }
+                if token.is_none() && listen.iter().any(|l| matches!(l, ListenAddr::Tcp(_))) {
+                    return Err(ConfigError(
+                        "TCP listeners need a shared auth token: set --auth-token-file FILE or XEMS_AUTH_TOKEN \
+                         (or listen only on a unix:// socket)"
+                            .into(),
+                    ));
+                }
+                let max_connections = s.max_connections.or(file.max_connections).unwrap_or(1024);
+                if max_connections == 0 {
+                    return Err(ConfigError("--max-connections must be at least 1".into()));
+                }
+                Some(ServeSettings {
+                    listen,
+                    auth_token: token,
+                    max_connections,
+                    shutdown_grace: Duration::from_secs(10),
+                })
+            }
+        };
+        let reuse_policy = match c.reuse_policy.or(file.reuse_policy).as_deref() {
+            None | Some("revoke-session") => ReusePolicy::RevokeSession,
+            Some("refuse-token") => ReusePolicy::RefuseToken,
+            Some(other) => {
+                return Err(ConfigError(format!("--reuse-policy {other:?}: expected revoke-session or refuse-token")));
+            }
+        };
+        // File tables first, flags on top (a flag for the same sandbox wins).
+        let mut tables: Vec<(String, LimitTable)> = file.sandboxes.into_iter().collect();
+        for spec in &c.sandbox_limit {
+            let (name, rest) = spec
+                .split_once(':')
+                .ok_or_else(|| ConfigError(format!("--sandbox-limit {spec:?}: expected NAME:key=value,...")))?;
+            let t = LimitTable::parse(rest).map_err(|e| ConfigError(format!("--sandbox-limit {spec:?}: {e}")))?;
+            tables.push((name.to_owned(), t));
+        }
+        let mut default_limits = SandboxLimits::default();
+        for (name, t) in tables.iter().filter(|(n, _)| n == "*") {
+            default_limits = t.apply(default_limits).map_err(|e| ConfigError(format!("limits of {name}: {e}")))?;
+        }
+        let mut sandbox_limits: Vec<(String, SandboxLimits)> = Vec::new();
+        for (name, t) in tables.iter().filter(|(n, _)| n != "*") {
+            let base = match sandbox_limits.iter().position(|(n, _)| n == name) {
+                Some(i) => sandbox_limits.remove(i).1,
+                None => default_limits.clone(),
+            };
+            let l = t.apply(base).map_err(|e| ConfigError(format!("limits of sandbox {name:?}: {e}")))?;
+            sandbox_limits.push((name.clone(), l));
+        }
+        Ok(Config {
+            reuse_policy,
+            default_limits,
+            sandbox_limits,
+            serve,
+            persist: c.persist.or(file.persist),
+            secret,
+            secret_source,
+            cache_size: c.cache_size.or(file.cache_size),
+            max_line,
+            log: c.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+            unsafe_test_clock: c.unsafe_test_clock,
+        })
+    }
+}
+
+impl Config {
+    /// An engine builder with this configuration's secret, reuse policy and
+    /// limits (its `build` refuses zero limits and invalid sandbox names).
+    pub fn engine_builder(&self) -> EngineBuilder {
+        let mut b = Engine::builder().reuse_policy(self.reuse_policy).default_limits(self.default_limits.clone());
+        if let Some(secret) = &self.secret {
+            b = b.secret(secret.clone());
+        }
+        for (name, limits) in &self.sandbox_limits {
+            b = b.sandbox_limits(name.clone(), limits.clone());
+        }
+        b
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+fn read_token(path: &Path) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+    let mut bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|e| ConfigError(format!("cannot read auth token file {}: {e}", path.display())))?,
+    );
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m = Cli::command().try_get_matches_from(args).map_err(|e| ConfigError(e.to_string()))?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_matches(&m, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn host_arguments() {
+        let c = parse(&["xems", "--secret", "0123456789abcdef0123456789abcdef", "--cache-size", "500"], &[]).unwrap();
+        assert!(c.serve.is_none());
+        assert_eq!(c.secret_source, SecretSource::Argv);
+        assert_eq!(c.cache_size, Some(500));
+        assert!(parse(&["xems", "--secret", "short"], &[]).unwrap_err().0.contains("got 5"));
+        let c = parse(&["xems", "--persist", "/tmp/v"], &[]).unwrap();
+        assert_eq!(c.persist.as_deref(), Some(Path::new("/tmp/v")));
+    }
+
+    #[test]
+    fn serve_needs_a_token_for_tcp() {
+        let err = parse(&["xems", "serve", "--listen", "tcp://127.0.0.1:0"], &[]).unwrap_err();
+        assert!(err.0.contains("auth token"), "{err}");
+        let c = parse(&["xems", "serve", "--listen", "unix:///tmp/x.sock"], &[]).unwrap();
+        assert_eq!(c.serve.unwrap().listen, vec![ListenAddr::Unix("/tmp/x.sock".into())]);
+        let c = parse(&["xems", "serve"], &[("XEMS_AUTH_TOKEN", "0123456789abcdef-token")]).unwrap();
+        assert_eq!(c.serve.unwrap().listen, vec![ListenAddr::Tcp("127.0.0.1:7379".into())]);
+        assert!(parse(&["xems", "serve"], &[("XEMS_AUTH_TOKEN", "short")]).unwrap_err().0.contains("16 bytes"));
+    }
+
+    #[test]
+    fn limits_and_policies() {
+        let c = parse(
+            &[
+                "xems",
+                "--reuse-policy",
+                "refuse-token",
+                "--sandbox-limit",
+                "*:max_value_bytes=2048",
+                "--sandbox-limit",
+                "tiny:max_records=5,policy=evict-soonest-expiring",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.reuse_policy, ReusePolicy::RefuseToken);
+        assert_eq!(c.default_limits.max_value_bytes, 2048);
+        let (name, tiny) = &c.sandbox_limits[0];
+        assert_eq!(name, "tiny");
+        assert_eq!((tiny.max_records, tiny.max_value_bytes, tiny.policy), (5, 2048, LimitPolicy::EvictSoonestExpiring));
+        assert!(c.engine_builder().build().is_ok());
+        assert!(parse(&["xems", "--sandbox-limit", "tiny:max_recs=5"], &[]).unwrap_err().0.contains("max_recs"));
+        assert!(parse(&["xems", "--sandbox-limit", "tiny:policy=lru"], &[]).unwrap_err().0.contains("lru"));
+        assert!(parse(&["xems", "--reuse-policy", "ignore"], &[]).is_err());
+        let bad = parse(&["xems", "--sandbox-limit", "no/slash:max_records=1"], &[]).unwrap();
+        assert!(bad.engine_builder().build().is_err());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xems.toml");
+        std::fs::write(&path, "cache_size = 7\nmax_connections = 3\nlisten = [\"unix:///tmp/a.sock\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = parse(&["xems", "--config", p, "serve"], &[]).unwrap();
+        assert_eq!(c.cache_size, Some(7));
+        let s = c.serve.unwrap();
+        assert_eq!(s.max_connections, 3);
+        let c = parse(&["xems", "--config", p, "serve", "--max-connections", "9", "--cache-size", "8"], &[]).unwrap();
+        assert_eq!(c.cache_size, Some(8));
+        assert_eq!(c.serve.unwrap().max_connections, 9);
+        std::fs::write(&path, "reuse_policy = \"refuse-token\"\n[sandboxes.tiny]\nmax_records = 5\n").unwrap();
+        let c = parse(&["xems", "--config", p, "--sandbox-limit", "tiny:policy=evict-soonest-expiring"], &[]).unwrap();
+        assert_eq!(c.reuse_policy, ReusePolicy::RefuseToken);
+        assert_eq!(c.sandbox_limits.len(), 1);
+        assert_eq!(c.sandbox_limits[0].1.max_records, 5);
+        assert_eq!(c.sandbox_limits[0].1.policy, LimitPolicy::EvictSoonestExpiring);
+        std::fs::write(&path, "cache_sise = 7\n").unwrap();
+        assert!(parse(&["xems", "--config", p], &[]).unwrap_err().0.contains("cache_sise"));
+    }
+}

@@ -1,0 +1,246 @@
+//! One connection (or the stdio pipe): split lines, answer each in order,
+//! write the answers in batches.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use xems_core::SessionStore;
+use xems_protocol::{Command, DecodeError, Frame, LineBuffer, RequestError, Response, decode_request, encode_response};
+use zeroize::Zeroizing;
+
+use crate::handler::handle;
+
+/// What every connection of a server shares.
+#[derive(Clone)]
+pub struct ConnConfig {
+    /// The longest accepted line.
+    pub max_line: usize,
+    /// The shared token of the `auth` handshake, if one is configured.
+    pub auth_token: Option<Arc<Zeroizing<Vec<u8>>>>,
+    /// How long a connection that must authenticate may take to do so
+    /// before it is closed (so idle unauthenticated sockets cannot hold
+    /// connection slots).
+    pub auth_timeout: Duration,
+    /// The hooks behind `debug_advance_clock` and `debug_sweep` (servers
+    /// started with `--unsafe-test-clock` only).
+    pub test_hooks: Option<Arc<dyn TestHooks>>,
+}
+
+/// What the test-only actions do: move the store's mock clock, and reclaim
+/// expired records now.
+pub trait TestHooks: Send + Sync + 'static {
+    /// Moves the store's clock forward.
+    fn advance(&self, by: Duration);
+    /// Reclaims expired records; returns how many.
+    fn sweep(&self) -> usize;
+}
+
+impl std::fmt::Debug for ConnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnConfig")
+            .field("max_line", &self.max_line)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("test_hooks", &self.test_hooks.is_some())
+            .finish()
+    }
+}
+
+/// Per-connection state.
+struct Session<'a, S> {
+    store: &'a S,
+    cfg: &'a ConnConfig,
+    authenticated: bool,
+    /// Set after a failed `auth`: answer, then hang up.
+    close: bool,
+}
+
+impl<S: SessionStore> Session<'_, S> {
+    async fn answer(&mut self, frame: Frame<'_>) -> Response {
+        let req = match frame {
+            Frame::TooLong { len } => {
+                tracing::warn!(len, max = self.cfg.max_line, "line too long");
+                return RequestError::from(DecodeError::LineTooLong { len, max: self.cfg.max_line }).to_response();
+            }
+            Frame::Line(line) => match decode_request(line) {
+                Ok(req) => req,
+                Err(e) => {
+                    tracing::debug!(code = e.kind.code(), "bad request line ({} bytes)", line.len());
+                    return e.to_response();
+                }
+            },
+        };
+        match &req.command {
+            Command::Auth { token } => {
+                let id = req.id.clone();
+                return match &self.cfg.auth_token {
+                    None => Response::ok().with_id(id),
+                    Some(expected) if bool::from(expected.as_slice().ct_eq(token.expose().as_bytes())) => {
+                        self.authenticated = true;
+                        Response::ok().with_id(id)
+                    }
+                    Some(_) => {
+                        tracing::warn!("auth failed: wrong token; closing the connection");
+                        self.close = true;
+                        Response::error("unauthorized", "wrong auth token").with_id(id)
+                    }
+                };
+            }
+            _ if !self.authenticated => {
+                return Response::error(
+                    "unauthorized",
+                    "authenticate first: send {\"action\":\"auth\",\"token\":\"...\"}",
+                )
+                .with_id(req.id);
+            }
+            Command::DebugAdvanceClock { by } => {
+                if let Some(hooks) = &self.cfg.test_hooks {
+                    hooks.advance(*by);
+                    return Response::ok().with_id(req.id);
+                }
+            }
+            Command::DebugSweep => {
+                if let Some(hooks) = &self.cfg.test_hooks {
+                    let n = hooks.sweep();
+                    tracing::debug!(swept = n, "debug_sweep");
+                    return Response::ok().with_id(req.id);
+                }
+            }
+            _ => {}
+        }
+        handle(self.store, req).await
+    }
+}
+
+/// Serves one connection until end of input, a failed `auth`, an I/O error
+/// or `shutdown`. Lines are answered one by one in order (so a pipelined
+/// `set` then `get` sees its own write); the answers to everything read in
+/// one go are written and flushed together.
+///
+/// # Errors
+///
+/// Reading or writing failed.
+pub async fn serve_connection<S, R, W>(
+    store: &S,
+    cfg: &ConnConfig,
+    require_auth: bool,
+    mut reader: R,
+    mut writer: W,
+    shutdown: CancellationToken,
+) -> io::Result<()>
+where
+    S: SessionStore,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut session = Session { store, cfg, authenticated: !(require_auth && cfg.auth_token.is_some()), close: false };
+    let mut lines = LineBuffer::new(cfg.max_line);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(64 * 1024);
+    let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
+    tokio::pin!(auth_deadline);
+    loop {
+        let n = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = &mut auth_deadline, if !session.authenticated => {
+                tracing::info!("closing a connection that did not authenticate in time");
+                out.clear();
+                encode_response(&Response::error("unauthorized", "no auth within the time limit; closing"), &mut out);
+                writer.write_all(&out).await?;
+                writer.flush().await?;
+                break;
+            }
+            r = reader.read(&mut chunk) => r?,
+        };
+        if n == 0 {
+            // End of input: answer an unterminated last line too, so no
+            // request is silently dropped.
+            if let Some(frame) = lines.finish() {
+                let resp = session.answer(frame).await;
+                encode_response(&resp, &mut out);
+            }
+            writer.write_all(&out).await?;
+            writer.flush().await?;
+            break;
+        }
+        lines.extend(&chunk[..n]);
+        while let Some(frame) = lines.next_frame() {
+            let resp = session.answer(frame).await;
+            encode_response(&resp, &mut out);
+            if session.close {
+                break;
+            }
+            if out.len() >= 1024 * 1024 {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+        writer.flush().await?;
+        if session.close {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use xems_engine::Engine;
+
+    use super::*;
+
+    fn cfg(timeout: Duration) -> ConnConfig {
+        ConnConfig {
+            max_line: 1024,
+            auth_token: Some(Arc::new(Zeroizing::new(b"0123456789abcdef".to_vec()))),
+            auth_timeout: timeout,
+            test_hooks: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_connections_are_closed_after_the_timeout() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (sr, sw) = tokio::io::split(server);
+        let task = tokio::spawn(async move {
+            let cfg = cfg(Duration::from_millis(50));
+            serve_connection(&Engine::new(), &cfg, true, sr, sw, CancellationToken::new()).await
+        });
+        let mut lines = BufReader::new(client).lines();
+        let line = lines.next_line().await.unwrap().unwrap();
+        assert!(line.contains("\"code\":\"unauthorized\"") && line.contains("time limit"), "{line}");
+        assert!(lines.next_line().await.unwrap().is_none(), "then the connection closes");
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn authenticated_connections_have_no_deadline() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (sr, sw) = tokio::io::split(server);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let cfg = cfg(Duration::from_millis(50));
+            serve_connection(&Engine::new(), &cfg, true, sr, sw, shutdown).await
+        });
+        let (cr, mut cw) = tokio::io::split(client);
+        cw.write_all(b"{\"action\":\"auth\",\"token\":\"0123456789abcdef\"}\n").await.unwrap();
+        let mut lines = BufReader::new(cr).lines();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"status\":\"ok\"}");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        cw.write_all(b"{\"action\":\"ping\"}\n").await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"status\":\"ok\",\"data\":\"pong\"}");
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+}

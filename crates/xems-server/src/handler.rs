@@ -1,0 +1,242 @@
+//! Turning one decoded request into one response, over any `SessionStore`.
+
+use base64::Engine as _;
+use xems_core::{
+    CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, UpdateOutcome,
+    Value,
+};
+use xems_protocol::{Command, Encoding, Outcome, Request, Response, RotateSpec, WireMeta};
+
+/// Answers one request from `store`.
+///
+/// This is the whole mapping from the wire to the [`SessionStore`] trait, so
+/// any backend can be served. The connection-level actions (`auth`,
+/// `debug_advance_clock`) are answered by the connection layer; given here,
+/// they get an error. The response's `id` is the request's.
+pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response {
+    let Request { id, verbose, encoding, command, .. } = req;
+    let action = command.action();
+    let response = match run(store, command, verbose, encoding).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(action, code = e.code(), "request failed");
+            Response::error(e.code(), e.to_string())
+        }
+    };
+    response.with_id(id)
+}
+
+fn create_opts(
+    ttl: Option<std::time::Duration>,
+    abs: Option<std::time::Duration>,
+    subject: Option<String>,
+) -> CreateOptions {
+    let mut o = CreateOptions::new();
+    o.ttl = ttl;
+    o.absolute_ttl = abs;
+    o.subject = subject;
+    o
+}
+
+/// The `data` text of a value in the requested encoding; `None` when the
+/// value is not UTF-8 and UTF-8 was asked for.
+fn data_of(value: &Value, encoding: Encoding) -> Option<String> {
+    match encoding {
+        Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
+        Encoding::Utf8 => value.as_str().ok().map(str::to_owned),
+    }
+}
+
+/// The response to a successful read: `data`, and `new_token` when the
+/// client must switch tokens (after a rotation, or on a grace hit).
+fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
+    let Some(data) = data_of(&r.value, encoding) else {
+        return Response::error(
+            "not_utf8",
+            "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
+        );
+    };
+    let mut resp = Response::ok().with_data(data);
+    if let Some(t) = &r.token {
+        resp = resp.with_new_token(t.expose());
+    }
+    if full {
+        resp.outcome = Some(Outcome::from(r.outcome));
+        resp.meta = Some(WireMeta::from(&r.meta));
+    }
+    resp
+}
+
+async fn run<S: SessionStore>(
+    store: &S,
+    command: Command,
+    verbose: bool,
+    encoding: Encoding,
+) -> Result<Response, Error> {
+    Ok(match command {
+        Command::Ping => Response::ok().with_data("pong"),
+        Command::Set { sandbox, key, value, ttl, absolute_ttl, subject } => {
+            let meta =
+                store.set(&sandbox, key.expose(), value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
+            tracing::trace!(sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
+            if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
+        }
+        Command::Get { sandbox, key, rotate, grace, ttl } => {
+            let found = if rotate {
+                let mut opts =
+                    ResolveOptions::new().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
+                if let Some(ttl) = ttl {
+                    opts = opts.with_refresh(Refresh::To(ttl));
+                }
+                store.resolve(&sandbox, key.expose(), opts).await?
+            } else {
+                store.get(&sandbox, key.expose()).await?
+            };
+            match found {
+                Some(r) => resolved(r, encoding, verbose),
+                None => Response::not_found(),
+            }
+        }
+        Command::Del { sandbox, key } => {
+            let deleted = store.del(&sandbox, key.expose()).await?;
+            let mut resp = Response::ok();
+            if verbose {
+                resp.deleted = Some(deleted);
+            }
+            resp
+        }
+        Command::CreateSession { sandbox, value, ttl, absolute_ttl, subject } => {
+            let created = store.create(&sandbox, value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
+            Response::ok().with_new_token(created.token.expose()).with_meta(&created.meta)
+        }
+        Command::Resolve { sandbox, key, rotate, grace, ttl, refresh } => {
+            let rotation = match rotate {
+                RotateSpec::Never => Rotation::Never,
+                RotateSpec::Always => Rotation::Always,
+                RotateSpec::OlderThan(d) => Rotation::OlderThan(d),
+            };
+            let refresh = match (ttl, refresh) {
+                (Some(t), _) => Refresh::To(t),
+                (None, true) => Refresh::Idle,
+                (None, false) => Refresh::No,
+            };
+            let opts = ResolveOptions::new()
+                .with_rotation(rotation)
+                .with_grace(grace.unwrap_or(DEFAULT_GRACE))
+                .with_refresh(refresh);
+            match store.resolve(&sandbox, key.expose(), opts).await? {
+                Some(r) => resolved(r, encoding, true),
+                None => Response::not_found(),
+            }
+        }
+        Command::Migrate { sandbox, key, to, value, ttl, absolute_ttl, subject } => {
+            let opts = create_opts(ttl, absolute_ttl, subject);
+            match store.migrate(&sandbox, key.expose(), &to, value.as_ref().map(Value::as_bytes), opts).await? {
+                Some(c) => Response::ok().with_new_token(c.token.expose()).with_meta(&c.meta),
+                None => Response::not_found(),
+            }
+        }
+        Command::Touch { sandbox, key, ttl } => match store.touch(&sandbox, key.expose(), ttl).await? {
+            Some(meta) => Response::ok().with_meta(&meta),
+            None => Response::not_found(),
+        },
+        Command::Exists { sandbox, key } => {
+            let mut resp = Response::ok();
+            resp.exists = Some(store.exists(&sandbox, key.expose()).await?);
+            resp
+        }
+        Command::UpdateIf { sandbox, key, version, value } => {
+            match store.update_if(&sandbox, key.expose(), version, value.as_bytes()).await? {
+                UpdateOutcome::Updated(meta) => Response::ok().with_meta(&meta),
+                UpdateOutcome::Conflict { current_version } => {
+                    let mut resp = Response::error(
+                        "conflict",
+                        format!("version conflict: expected {version}, stored {current_version}"),
+                    );
+                    resp.current_version = Some(current_version);
+                    resp
+                }
+                UpdateOutcome::NotFound => Response::not_found(),
+            }
+        }
+        Command::ListSubject { sandbox, subject } => {
+            let list = store.list_subject(&sandbox, &subject).await?;
+            let mut resp = Response::ok();
+            resp.sessions = Some(list.iter().map(WireMeta::from).collect());
+            resp
+        }
+        Command::RevokeSubject { sandbox, subject, except } => {
+            let n = store.revoke_subject(&sandbox, &subject, except.as_ref().map(|t| t.expose())).await?;
+            let mut resp = Response::ok();
+            resp.revoked = Some(n as u64);
+            resp
+        }
+        Command::RevokeSession { sandbox, subject, session_id } => {
+            let done = store.revoke_session(&sandbox, &subject, &session_id).await?;
+            let mut resp = Response::ok();
+            resp.revoked = Some(u64::from(done));
+            resp
+        }
+        Command::Stats => {
+            let mut resp = Response::ok();
+            resp.stats = Some(store.stats().await?);
+            resp
+        }
+        Command::Auth { .. } => Response::error("bad_request", "auth is answered by the connection, not the store"),
+        c @ (Command::DebugAdvanceClock { .. } | Command::DebugSweep) => Response::error(
+            "unknown_action",
+            format!("{} is test-only: start the server with --unsafe-test-clock", c.action()),
+        ),
+        // `Command` is non-exhaustive for other crates; every action of this
+        // protocol version is handled above.
+        #[allow(unreachable_patterns)]
+        other => Response::error("unknown_action", format!("action {:?} is not supported", other.action())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use xems_engine::Engine;
+    use xems_protocol::{Status, decode_request};
+
+    use super::*;
+
+    async fn ask(store: &Engine, line: &str) -> Response {
+        handle(store, decode_request(line.as_bytes()).expect("valid request")).await
+    }
+
+    #[tokio::test]
+    async fn verbose_adds_the_extension_fields() {
+        let e = Engine::new();
+        let r = ask(&e, r#"{"action":"set","sandbox":"s","key":"k","value":"v","verbose":true}"#).await;
+        assert_eq!(r.meta.as_ref().map(|m| m.version), Some(1));
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"k","rotate":true,"verbose":true}"#).await;
+        assert_eq!(r.outcome, Some(Outcome::Rotated));
+        assert!(r.new_token.is_some() && r.meta.is_some());
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"k"}"#).await;
+        assert_eq!((r.outcome, r.meta.is_some()), (None, false), "host shape without verbose");
+        assert!(r.new_token.is_some(), "a grace hit names the current token");
+        let r = ask(&e, r#"{"action":"del","sandbox":"s","key":"nothing","verbose":true}"#).await;
+        assert_eq!(r.deleted, Some(false));
+    }
+
+    #[tokio::test]
+    async fn binary_values_need_base64_to_be_read() {
+        let e = Engine::new();
+        e.set("s", "bin", &[0xff, 0x00], CreateOptions::new()).await.unwrap();
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"bin"}"#).await;
+        assert_eq!((r.status, r.code.as_deref()), (Status::Error, Some("not_utf8")));
+        let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"bin","encoding":"base64"}"#).await;
+        assert_eq!(r.data.as_deref(), Some("/wA="));
+    }
+
+    #[tokio::test]
+    async fn store_errors_keep_their_codes() {
+        let e = Engine::new();
+        let r = ask(&e, r#"{"action":"set","sandbox":"bad name","key":"k","value":"v"}"#).await;
+        assert_eq!(r.code.as_deref(), Some("invalid_sandbox"));
+        assert!(r.error.unwrap().contains("bad name"));
+        let r = ask(&e, r#"{"action":"auth","token":"x"}"#).await;
+        assert_eq!(r.status, Status::Error, "auth belongs to the connection layer");
+    }
+}

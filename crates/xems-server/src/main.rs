@@ -1,0 +1,163 @@
+//! The `xems` binary. See `xems --help`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use xems_core::MockClock;
+use xems_engine::Engine;
+use xems_server::cli::{Config, SecretSource};
+use xems_server::{ConnConfig, ServeConfig, TestHooks, serve, serve_connection};
+
+/// The test-only hooks: the engine's mock clock and its sweeper.
+struct EngineHooks {
+    engine: Engine,
+    clock: MockClock,
+}
+
+impl TestHooks for EngineHooks {
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn sweep(&self) -> usize {
+        self.engine.sweep_expired()
+    }
+}
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xems: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log);
+    if let Some(path) = &cfg.persist {
+        // Never run without the persistence the caller asked for.
+        eprintln!(
+            "xems: --persist {} was given, but persistence is not available in this build yet \
+             (the encrypted vault is not implemented). Refusing to start: run without --persist \
+             for an in-memory store.",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    match cfg.secret_source {
+        SecretSource::Argv => tracing::warn!(
+            "--secret is visible to other users in the process list; prefer --secret-file or XEMS_SECRET"
+        ),
+        SecretSource::Ephemeral => tracing::info!("no secret given: using a random ephemeral key"),
+        SecretSource::Env | SecretSource::File => {}
+    }
+    if let Some(n) = cfg.cache_size {
+        // A hint only: turning it into a hard record limit would log users
+        // out when a sandbox fills up. Limits are set with --sandbox-limit.
+        tracing::info!(cache_size = n, "cache size hint received (records per sandbox; not a hard limit)");
+    }
+    let mut builder = cfg.engine_builder();
+    let test_clock = cfg.unsafe_test_clock.then(|| {
+        tracing::warn!("--unsafe-test-clock: the store runs on a mock clock moved by clients. TEST ONLY.");
+        MockClock::starting_now()
+    });
+    if let Some(clock) = &test_clock {
+        builder = builder.clock(clock.clone()).sweep_interval(None);
+    }
+    let store = match builder.build() {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("xems: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let test_hooks =
+        test_clock.map(|clock| Arc::new(EngineHooks { engine: store.clone(), clock }) as Arc<dyn TestHooks>);
+
+    let runtime = match cfg.serve {
+        None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xems: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conn =
+        ConnConfig { max_line: cfg.max_line, auth_token: None, auth_timeout: Duration::from_secs(10), test_hooks };
+    let code = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        // Installed before the first request is read, so a signal that
+        // follows any answer is always handled.
+        install_signal_handlers(shutdown.clone());
+        match cfg.serve {
+            None => {
+                tracing::info!("stdio sidecar ready");
+                let r = serve_connection(&store, &conn, false, tokio::io::stdin(), tokio::io::stdout(), shutdown).await;
+                match r {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        tracing::info!("stdout closed by the host; exiting");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        tracing::error!("stdio failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Some(s) => {
+                let conn = ConnConfig { auth_token: s.auth_token.map(Arc::new), ..conn };
+                let cfg = ServeConfig {
+                    listen: s.listen,
+                    max_connections: s.max_connections,
+                    shutdown_grace: s.shutdown_grace,
+                    conn,
+                };
+                match serve(store, cfg, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        eprintln!("xems: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    });
+    // The stdin reader may still sit in a blocking read; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+/// Registers SIGTERM and SIGINT now; a task cancels `shutdown` on either.
+fn install_signal_handlers(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("xems: bad log filter {filter:?} ({e}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,104 @@
+//! The sidecar's life: start-up arguments, EOF, signals, refusals.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, Sidecar, assert_json, wait_timeout};
+
+#[test]
+fn eof_exits_zero_with_nothing_on_stdout() {
+    let out = Command::new(BIN).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "stdout carries protocol lines only");
+}
+
+#[test]
+fn persist_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("vault");
+    let out = Command::new(BIN)
+        .args(["--persist", vault.to_str().unwrap(), "--secret", "0123456789abcdef0123456789abcdef"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--persist") && err.contains("not available"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!vault.exists());
+}
+
+#[test]
+fn host_arguments_are_accepted() {
+    let mut x = Sidecar::spawn(&["--secret", "0123456789abcdef0123456789abcdef", "--cache-size", "1000"]);
+    assert_json(&x.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
+    assert!(x.close().0.success());
+}
+
+#[test]
+fn secret_on_argv_is_warned_about_and_never_logged() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let out = Command::new(BIN).args(["--secret", secret]).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process list"), "{err}");
+    assert!(!err.contains(secret), "{err}");
+}
+
+#[test]
+fn bad_secret_is_refused_with_its_length() {
+    let out = Command::new(BIN).args(["--secret", "too-short"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exactly 32 bytes, got 9"), "{err}");
+    let out = Command::new(BIN).env("XEMS_SECRET", "also-short").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn secret_from_file_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("secret");
+    std::fs::write(&f, "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").unwrap();
+    let mut x = Sidecar::spawn(&["--secret-file", f.to_str().unwrap()]);
+    assert_json(&x.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
+    assert!(x.close().0.success());
+    let out =
+        Command::new(BIN).env("XEMS_SECRET", "0123456789abcdef0123456789abcdef").stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("process list"));
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let mut child =
+        Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "{\"status\":\"ok\",\"data\":\"pong\"}\n");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = wait_timeout(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn help_reads_well() {
+    for args in [&["--help"][..], &["serve", "--help"][..], &["stdio", "--help"][..]] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: xems"), "{text}");
+        assert!(!text.contains("unsafe-test-clock"), "the test flag stays hidden");
+    }
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--auth-token-file", "--max-connections", "--max-line-bytes", "--config"] {
+        assert!(text.contains(flag), "serve --help lacks {flag}");
+    }
+}
