@@ -14,6 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # the tests themselves fail with a message naming it rather than skip).
 need_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
+# The portal's browser test (crates/xems-portal/tests/browser.rs).
+need chromium chromium
+need chromedriver chromium-driver
 if ((${#need_packages[@]})); then
   step "installing ${need_packages[*]}"
   SUDO=""
@@ -41,6 +44,13 @@ if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
     echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "bench $bench printed no RESULT line"; exit 1; }
     echo "$out" | tail -n 1
   done
+fi
+
+if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench-http ]; then
+  step "http benchmark, quick mode (smoke: it must run, answer no errors and print RESULT)"
+  out=$(cargo run -q --release -p xems-bench-http -- --quick)
+  echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "xems-bench-http printed no RESULT line"; exit 1; }
+  echo "$out" | tail -n 1
 fi
 
 step "all tests passed"

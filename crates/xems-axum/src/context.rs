@@ -56,7 +56,11 @@ enum Current {
 /// What the response tells the client.
 enum Outgoing {
     Nothing,
-    Token { token: Token, cookie: bool, header: bool },
+    /// The token of [`Current::Replaced`], in the cookie and/or the header.
+    Token {
+        cookie: bool,
+        header: bool,
+    },
     ClearCookie,
 }
 
@@ -129,8 +133,7 @@ impl RequestCtx {
                     // A link or unlink earlier in this request wins over the
                     // rotation of the session it replaced.
                     if matches!(state.current, Current::Incoming) {
-                        let delivery = self.auto_delivery(Delivery::Auto);
-                        state.outgoing = outgoing_token(next.clone(), delivery);
+                        state.outgoing = outgoing_token(self.auto_delivery(Delivery::Auto));
                         state.current = Current::Replaced(next);
                     }
                 }
@@ -162,7 +165,7 @@ impl RequestCtx {
     pub(crate) fn replace_token(&self, token: Token, delivery: Delivery) {
         let delivery = self.auto_delivery(delivery);
         let mut state = self.state.lock();
-        state.outgoing = outgoing_token(token.clone(), delivery);
+        state.outgoing = outgoing_token(delivery);
         state.current = Current::Replaced(token);
     }
 
@@ -177,12 +180,15 @@ impl RequestCtx {
     /// status: a rotated token must reach the client even on an error page,
     /// or the client is logged out when the grace period ends.
     pub(crate) fn finish<B>(&self, response: &mut Response<B>) {
-        let outgoing = std::mem::replace(&mut self.state.lock().outgoing, Outgoing::Nothing);
+        let mut state = self.state.lock();
+        let outgoing = std::mem::replace(&mut state.outgoing, Outgoing::Nothing);
         let config = self.config();
         let headers = response.headers_mut();
         match outgoing {
             Outgoing::Nothing => return,
-            Outgoing::Token { token, cookie, header } => {
+            Outgoing::Token { cookie, header } => {
+                // An outgoing token is always the replaced current token.
+                let Current::Replaced(token) = &state.current else { return };
                 if cookie {
                     let mut set = String::with_capacity(config.cookie_name.len() + 1 + token.expose().len() + 64);
                     set.push_str(&config.cookie_name);
@@ -220,21 +226,31 @@ impl RequestCtx {
     }
 }
 
-fn outgoing_token(token: Token, delivery: Delivery) -> Outgoing {
+fn outgoing_token(delivery: Delivery) -> Outgoing {
     let (cookie, header) = match delivery {
         Delivery::Auto | Delivery::Cookie => (true, false),
         Delivery::Header => (false, true),
         Delivery::CookieAndHeader => (true, true),
     };
-    Outgoing::Token { token, cookie, header }
+    Outgoing::Token { cookie, header }
 }
+
+/// Bytes a token or key may hold when it travels in a cookie or a header:
+/// visible ASCII except `"` `,` `;` `\` (RFC 6265 cookie-octets).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'"' | b',' | b';' | b'\\');
+        b += 1;
+    }
+    table
+};
 
 /// Whether a presented value can be a token or key at all: 1 to 512 bytes of
 /// cookie-safe visible ASCII.
-fn plausible_token(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= xems_core::MAX_KEY_LEN
-        && v.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'))
+fn plausible_token(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= xems_core::MAX_KEY_LEN && v.iter().all(|&b| TOKEN_BYTE[usize::from(b)])
 }
 
 /// The token from the cookie first, then from the header.
@@ -243,22 +259,35 @@ fn read_token(headers: &HeaderMap, config: &XemsConfig) -> Option<(Token, Via)> 
         return Some((Token::from_string(v.to_owned()), Via::Cookie));
     }
     let v = headers.get(&config.header_name)?.to_str().ok()?.trim();
-    plausible_token(v).then(|| (Token::from_string(v.to_owned()), Via::Header))
+    plausible_token(v.as_bytes()).then(|| (Token::from_string(v.to_owned()), Via::Header))
 }
 
-/// The first plausible value of cookie `name` in the `Cookie` headers.
+fn trim_ows(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// The first plausible value of cookie `name` in the `Cookie` headers. Works
+/// on bytes: a plausible value is ASCII, so it is valid UTF-8.
 fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((k, v)) = pair.split_once('=') else { continue };
-            if k.trim() != name {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+            if trim_ows(&pair[..eq]) != name.as_bytes() {
                 continue;
             }
-            let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            let v = trim_ows(&pair[eq + 1..]);
+            let v = match v {
+                [b'"', inner @ .., b'"'] => inner,
+                v => v,
+            };
             if plausible_token(v) {
-                return Some(v);
+                return std::str::from_utf8(v).ok();
             }
         }
     }
