@@ -14,8 +14,13 @@ use xems_portal::{DEMO_EMAIL, DEMO_PASSWORD, MAX_OTP_ATTEMPTS, PortalOptions};
 const COOKIE: &str = "__Host-xems_token";
 
 fn portal() -> Router {
+    portal_on().0
+}
+
+/// The portal and a handle on its store.
+fn portal_on() -> (Router, xems_engine::Engine) {
     let engine = xems_engine::Engine::builder().audit_log(false).build().unwrap();
-    xems_portal::app(Arc::new(engine), PortalOptions::new()).unwrap()
+    (xems_portal::app(Arc::new(engine.clone()), PortalOptions::new()).unwrap(), engine)
 }
 
 struct Reply {
@@ -71,7 +76,7 @@ fn wrong(code: &str) -> String {
 
 #[tokio::test]
 async fn the_whole_flow() {
-    let app = portal();
+    let (app, store) = portal_on();
     let r = call(&app, "POST", "/api/login", None, Some(json!({"email": DEMO_EMAIL, "password": "nope"}))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.cookie.is_none());
@@ -114,6 +119,28 @@ async fn the_whole_flow() {
     let next = r.cookie.unwrap();
     assert_eq!(r.json["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(r.json["sessions"][0]["current"], true);
+
+    // A second device of the same user (its session made in the store: a
+    // second TOTP login would wait for the next 30 s step), then "log out
+    // everywhere else" from the first.
+    use xems_core::SessionStore as _;
+    let value = br#"{"uid":"u-1","email":"demo@xems.dev","name":"Demo User","role":"admin","login_at":0}"#;
+    let phone = store.create("active", value, xems_core::CreateOptions::new().with_subject("u-1")).await.unwrap();
+    let phone = phone.token.expose().to_owned();
+    let r = call(&app, "GET", "/api/sessions", Some(&next), None).await;
+    let next = r.cookie.unwrap();
+    assert_eq!(r.json["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(call(&app, "GET", "/api/me", Some(&phone), None).await.status, StatusCode::OK);
+    let phone = call(&app, "GET", "/api/me", Some(&phone), None).await; // grace hit: still in
+    assert_eq!(phone.status, StatusCode::OK);
+    let phone = phone.cookie.unwrap();
+    let r = call(&app, "POST", "/api/sessions/revoke-others", Some(&next), None).await;
+    assert_eq!((r.status, r.json["revoked"].as_u64()), (StatusCode::OK, Some(1)));
+    let next = r.cookie.unwrap();
+    assert_eq!(call(&app, "GET", "/api/me", Some(&phone), None).await.status, StatusCode::UNAUTHORIZED);
+    let r = call(&app, "GET", "/api/sessions", Some(&next), None).await;
+    let next = r.cookie.unwrap();
+    assert_eq!(r.json["sessions"].as_array().unwrap().len(), 1);
 
     let r = call(&app, "POST", "/api/logout", Some(&next), None).await;
     assert_eq!((r.status, r.json["revoked"].as_bool()), (StatusCode::OK, Some(true)));

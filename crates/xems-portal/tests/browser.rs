@@ -8,8 +8,8 @@
 //! Needs the Debian packages `chromium` and `chromium-driver`
 //! (`./scripts/test.sh` installs them). A missing binary fails the test
 //! with that message; it is never skipped. `CHROMIUM` and `CHROMEDRIVER`
-//! override the binaries' paths. The dashboard's screenshot is saved to
-//! `<target>/test-output/portal-dashboard.png`.
+//! override the binaries' paths. Screenshots of the MFA step, the dashboard
+//! and the sessions page are saved to `<target>/test-output/portal-*.png`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -179,6 +179,8 @@ async fn mfa_login_dashboard_bursts_and_logout_in_chromium() {
     assert_eq!(pending.http_only(), Some(true));
 
     // 2. The TOTP code from the demo authenticator on the page.
+    let out = output_dir();
+    std::fs::write(out.join("portal-mfa.png"), c.screenshot().await.expect("a screenshot")).expect("save");
     let code = text(&c, "#demo-code").await;
     assert_eq!(code.len(), 6, "{code:?}");
     c.find(Locator::Css("#code")).await.unwrap().send_keys(&code).await.unwrap();
@@ -219,7 +221,7 @@ async fn mfa_login_dashboard_bursts_and_logout_in_chromium() {
     assert!(!document_cookie.contains("xems_token"), "document.cookie shows the session cookie: {document_cookie:?}");
 
     let screenshot = c.screenshot().await.expect("a screenshot");
-    let shot = output_dir().join("portal-dashboard.png");
+    let shot = out.join("portal-dashboard.png");
     std::fs::write(&shot, screenshot).expect("save the screenshot");
     println!("dashboard screenshot: {}", shot.display());
 
@@ -227,6 +229,7 @@ async fn mfa_login_dashboard_bursts_and_logout_in_chromium() {
     c.goto(&format!("{base}/sessions")).await.unwrap();
     let table = text(&c, "#sessions-table").await;
     assert!(table.contains("this device"), "{table}");
+    std::fs::write(out.join("portal-sessions.png"), c.screenshot().await.expect("a screenshot")).expect("save");
 
     // 5. Logout; the protected page is then refused.
     let last = session_cookie(&c).await.expect("still signed in");
