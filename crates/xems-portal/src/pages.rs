@@ -163,7 +163,8 @@ it expires <strong data-expires-in="{expires_in}" id="pending-expiry">in {expire
   <p class="code" id="demo-code">{code}</p>
   <div class="bar"><span id="code-bar" data-valid-for="{valid_for}"></span></div>
   <p class="muted">RFC 6238, SHA-1, 6 digits, 30 s steps. A real app would not show this: add the secret
-  <code>{secret}</code> to an authenticator to try it for real. Each code is accepted once.</p>
+  <code>{secret}</code> (new on every start of the portal) to an authenticator to try it for real. Each
+  code is accepted once.</p>
 </aside>
 </section>"#,
         code = esc(&code),

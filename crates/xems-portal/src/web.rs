@@ -118,9 +118,10 @@ async fn do_login(state: &AppRef, xems: &Xems, email: String, password: String) 
         tracing::info!(target: "xems::portal", "login refused: wrong email or password");
         return Ok(LoginOutcome::BadCredentials);
     };
-    // A signed-in client logging in again leaves its old session behind.
+    // A client logging in again first loses whatever its cookie held: a
+    // signed-in session or an unfinished MFA step.
     if xems.has_token() {
-        xems.unlink().await?;
+        unlink_any(xems).await?;
     }
     let pending = serde_json::to_vec(&Pending { uid: uid.clone(), attempts: 0 }).expect("serializable");
     xems.link_in(PENDING, &pending, LinkOptions::new().with_ttl(PENDING_TTL).with_absolute_ttl(PENDING_TTL)).await?;

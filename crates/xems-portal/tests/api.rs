@@ -148,6 +148,21 @@ async fn the_whole_flow() {
     assert_eq!(call(&app, "GET", "/api/me", Some(&next), None).await.status, StatusCode::UNAUTHORIZED);
 }
 
+#[tokio::test]
+async fn logging_in_again_replaces_what_the_cookie_held() {
+    let (app, store) = portal_on();
+    let first = login(&app).await;
+    let r =
+        call(&app, "POST", "/api/login", Some(&first), Some(json!({"email": DEMO_EMAIL, "password": DEMO_PASSWORD})))
+            .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let second = r.cookie.expect("a new pending cookie");
+    assert_ne!(second, first);
+    assert_eq!(call(&app, "GET", "/api/demo/totp", Some(&first), None).await.status, StatusCode::UNAUTHORIZED);
+    use xems_core::SessionStore as _;
+    assert_eq!(store.stats().await.unwrap().sandbox("otp-pending").map(|s| s.records), Some(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn otp_attempts_are_counted_atomically() {
     let app = portal();
