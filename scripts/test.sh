@@ -14,6 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # the tests themselves fail with a message naming it rather than skip).
 need_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
+need redis-server redis-server
 # The portal's browser test (crates/xems-portal/tests/browser.rs).
 need chromium chromium
 need chromedriver chromium-driver
@@ -44,6 +45,13 @@ if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
     echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "bench $bench printed no RESULT line"; exit 1; }
     echo "$out" | tail -n 1
   done
+fi
+
+if [ -z "${XEMS_SKIP_BENCH:-}" ]; then
+  step "redis benchmark, quick mode (smoke: it must run and print RESULT)"
+  out=$(cargo run -q --release -p xems-redis --example bench -- --quick)
+  echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "redis bench printed no RESULT line"; exit 1; }
+  echo "$out" | tail -n 1
 fi
 
 if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench-http ]; then

@@ -11,6 +11,7 @@ mod crypto;
 mod duration;
 mod error;
 mod event;
+mod limits;
 mod rng;
 mod secret;
 mod store;
@@ -25,6 +26,7 @@ pub use duration::{
 };
 pub use error::{Error, Result, validate_sandbox};
 pub use event::{AtomicCounters, Counters, Event, EventKind, EventSink, TracingAudit};
+pub use limits::{LimitPolicy, PolicyError, ReusePolicy, SandboxLimits};
 pub use rng::random_bytes;
 pub use secret::{KeyId, Keyring, MasterSecret, SecretError};
 pub use store::{

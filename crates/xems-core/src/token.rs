@@ -44,9 +44,13 @@ impl Token {
         let mut raw = Zeroizing::new([0u8; 1 + TOKEN_RANDOM_BYTES]);
         raw[0] = route;
         crate::rng::fill(&mut raw[1..]);
-        let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
-        B64.encode_string(&raw[..], &mut text);
-        Token(text)
+        // Encode into a stack buffer: `encode_string` would zero a 1 KiB
+        // scratch buffer on every call.
+        let mut text = Zeroizing::new([0u8; TOKEN_LEN]);
+        let n = B64.encode_slice(&raw[..], &mut text[..]).expect("33 bytes encode to 44 characters");
+        debug_assert_eq!(n, TOKEN_LEN);
+        let text = std::str::from_utf8(&text[..]).expect("base64 is ASCII");
+        Token(Zeroizing::new(text.to_owned()))
     }
 
     /// Wraps a token received from a client (a cookie, a header, a protocol

@@ -13,9 +13,12 @@ use xems_core::{
     Clock, Counters, CreateOptions, Created, Error, EventSink, KeyDeriver, MasterSecret, ResolveOptions, Resolved,
     Result, SessionId, SessionMeta, SessionStore, Stats, SystemClock, TracingAudit, UpdateOutcome, validate_sandbox,
 };
+use xems_locked::Locked;
 
-use crate::config::{ConfigError, ReusePolicy, SandboxLimits};
-use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared};
+use crate::config::ConfigError;
+use crate::persist::{Image, Journal};
+use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
+use xems_core::{ReusePolicy, SandboxLimits};
 
 /// The embedded xems store: sealed, sandboxed, in memory.
 ///
@@ -47,9 +50,10 @@ struct Inner {
     sandboxes: ArcSwap<HashMap<Box<str>, Sandbox>>,
     create_lock: Mutex<()>,
     /// Derives keys that must be the same for the same secret (the index).
-    stable: KeyDeriver,
+    /// Key material lives in locked, non-dumpable pages.
+    stable: Locked<KeyDeriver>,
     /// Derives keys unique to this process (value sealing).
-    process: KeyDeriver,
+    process: Locked<KeyDeriver>,
     default_limits: SandboxLimits,
     sandbox_limits: StdHashMap<String, SandboxLimits>,
     max_sandboxes: usize,
@@ -196,6 +200,8 @@ pub struct EngineBuilder {
     sweep_budget: usize,
     sinks: Vec<Arc<dyn EventSink>>,
     audit: bool,
+    journal: Option<Arc<dyn Journal>>,
+    key_root: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl Default for EngineBuilder {
@@ -206,13 +212,15 @@ impl Default for EngineBuilder {
             default_limits: SandboxLimits::default(),
             sandbox_limits: StdHashMap::new(),
             reuse_policy: ReusePolicy::default(),
-            retired_window: 16,
+            retired_window: 4,
             max_sandboxes: 1024,
             shards: 64,
             sweep_interval: Some(Duration::from_millis(100)),
             sweep_budget: 512,
             sinks: Vec::new(),
             audit: true,
+            journal: None,
+            key_root: None,
         }
     }
 }
@@ -262,7 +270,7 @@ impl EngineBuilder {
     }
 
     /// How many rotated-away tokens each session remembers for grace hits
-    /// and reuse detection (default 16, at most 1024). Older ones are
+    /// and reuse detection (default 4, at most 1024). Older ones are
     /// forgotten: presenting them is then a plain miss.
     pub fn retired_tokens_per_session(mut self, n: usize) -> Self {
         self.retired_window = n;
@@ -310,6 +318,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Records every change in `journal` (the vault), and waits for its
+    /// durability before answering.
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The root of the keys that must survive restarts (the token index,
+    /// session ids). By default it is derived from the secret; the vault
+    /// supplies its own (wrapped under the secret), so that rotating the
+    /// secret does not change how tokens are indexed.
+    pub fn key_root(mut self, root: zeroize::Zeroizing<[u8; 32]>) -> Self {
+        self.key_root = Some(root);
+        self
+    }
+
     /// Builds the engine and starts its sweeper.
     ///
     /// # Errors
@@ -339,9 +363,13 @@ impl EngineBuilder {
             }
         }
         let secret = self.secret.unwrap_or_else(MasterSecret::generate);
-        let mut salt = [0u8; 32];
-        xems_core::random_bytes(&mut salt);
-        let stable = KeyDeriver::new(&secret, b"xems/v1/engine");
+        // The per-process salt comes straight from the kernel (a key, not a
+        // token): see `xems_core::MasterSecret::generate`.
+        let salt = *MasterSecret::generate().expose_secret();
+        let stable = match &self.key_root {
+            Some(root) => KeyDeriver::from_root(root, b"xems/v1/engine"),
+            None => KeyDeriver::new(&secret, b"xems/v1/engine"),
+        };
         let process = KeyDeriver::new(&secret, &salt);
         let mut sinks = self.sinks;
         if self.audit {
@@ -352,14 +380,15 @@ impl EngineBuilder {
             sinks,
             reuse_policy: self.reuse_policy,
             retired_window: self.retired_window,
-            subject_key: stable.index_key("subject", "*"),
+            journal: self.journal,
+            subject_key: Locked::new(stable.index_key("subject", "*")),
         });
         let inner = Arc::new(Inner {
             shared,
             sandboxes: ArcSwap::from_pointee(HashMap::new()),
             create_lock: Mutex::new(()),
-            stable,
-            process,
+            stable: Locked::new(stable),
+            process: Locked::new(process),
             default_limits: self.default_limits,
             sandbox_limits: self.sandbox_limits,
             max_sandboxes: self.max_sandboxes,
@@ -393,33 +422,76 @@ fn spawn_sweeper(inner: Weak<Inner>, every: Duration) {
     }
 }
 
+impl Engine {
+    /// Runs a synchronous operation, then waits (asynchronously) until what
+    /// it journaled is durable.
+    async fn durable<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        let (out, ticket) = with_ticket(op);
+        if let (Some(ticket), Some(journal)) = (ticket, self.inner.shared.journal.as_ref()) {
+            journal.wait(ticket).await.map_err(Error::unavailable)?;
+        }
+        out
+    }
+
+    /// Images of every live record (for a snapshot). Each shard is read
+    /// under its own lock, so the images are those of some moment between
+    /// the start and the end of the call; replaying the journal written
+    /// since the call started brings them up to date.
+    pub fn images(&self) -> Vec<Image> {
+        self.inner.sandboxes.load().values().flat_map(|s| s.core.images()).collect()
+    }
+
+    /// Puts records back as they were (start-up, before serving). Expired
+    /// images are dropped. Returns how many records were restored.
+    ///
+    /// # Errors
+    ///
+    /// An image names an invalid sandbox, or more sandboxes than allowed.
+    pub fn restore(&self, images: impl IntoIterator<Item = Image>) -> Result<usize> {
+        let mut restored = 0;
+        for img in images {
+            if self.sandbox(&img.sandbox)?.core.restore(&img) {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+}
+
 impl SessionStore for Engine {
     async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
-        self.sandbox(sandbox)?.create(value, opts)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.create(value, &opts)).await
     }
 
     async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
-        self.sandbox(sandbox)?.resolve(token, opts)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.resolve(token, &opts)).await
     }
 
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
-        self.sandbox(sandbox)?.set(key, value, opts)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.set(key, value, &opts)).await
     }
 
     async fn del(&self, sandbox: &str, key: &str) -> Result<bool> {
-        self.sandbox(sandbox)?.del(key)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.del(key)).await
     }
 
     async fn exists(&self, sandbox: &str, key: &str) -> Result<bool> {
-        self.sandbox(sandbox)?.exists(key)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.exists(key)).await
     }
 
     async fn touch(&self, sandbox: &str, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
-        self.sandbox(sandbox)?.touch(key, ttl)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.touch(key, ttl)).await
     }
 
     async fn update_if(&self, sandbox: &str, key: &str, expected_version: u64, value: &[u8]) -> Result<UpdateOutcome> {
-        self.sandbox(sandbox)?.update_if(key, expected_version, value)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.update_if(key, expected_version, value)).await
     }
 
     async fn migrate(
@@ -431,19 +503,22 @@ impl SessionStore for Engine {
         opts: CreateOptions,
     ) -> Result<Option<Created>> {
         let target = self.sandbox(to)?;
-        self.sandbox(from)?.migrate(token, &target, value, opts)
+        let source = self.sandbox(from)?;
+        self.durable(|| source.core.migrate(token, &target.core, value, &opts)).await
     }
 
     async fn list_subject(&self, sandbox: &str, subject: &str) -> Result<Vec<SessionMeta>> {
-        self.sandbox(sandbox)?.list_subject(subject)
+        self.sandbox(sandbox)?.core.list_subject(subject)
     }
 
     async fn revoke_subject(&self, sandbox: &str, subject: &str, except: Option<&str>) -> Result<usize> {
-        self.sandbox(sandbox)?.revoke_subject(subject, except)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.revoke_subject(subject, except)).await
     }
 
     async fn revoke_session(&self, sandbox: &str, subject: &str, id: &SessionId) -> Result<bool> {
-        self.sandbox(sandbox)?.revoke_session(subject, id)
+        let sb = self.sandbox(sandbox)?;
+        self.durable(|| sb.core.revoke_session(subject, id)).await
     }
 
     async fn stats(&self) -> Result<Stats> {

@@ -38,7 +38,8 @@
 //!   (never minting again), so concurrent requests converge on one successor.
 //!   After its window a retired token is a replay: it is refused and, under
 //!   [`ReusePolicy::RevokeSession`] (the default), its whole session is
-//!   revoked. A session remembers its last 16 retired tokens (configurable).
+//!   revoked. A session remembers its last 4 retired tokens past their grace
+//!   (configurable), and every one still in its grace window.
 //! - **Migration** removes the session from the source before creating it in
 //!   the target, with room reserved in the target first: at no moment do both
 //!   exist, and a full target refuses without losing the session.
@@ -59,11 +60,14 @@
 
 mod config;
 mod engine;
+mod persist;
 mod sandbox;
 mod shard;
 mod slab;
 mod wheel;
 
-pub use config::{ConfigError, LimitPolicy, ReusePolicy, SandboxLimits};
+pub use config::ConfigError;
 pub use engine::{Engine, EngineBuilder};
+pub use persist::{Change, Image, Journal, JournalError, Put, Ticket};
 pub use sandbox::{Census, Sandbox};
+pub use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};

@@ -14,14 +14,36 @@ use xems_core::{
     KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions, Resolved, Result, SealKey,
     SessionId, SessionMeta, TOKEN_LEN, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of, validate_key,
 };
+use xems_locked::Locked;
 use zeroize::Zeroizing;
 
-use crate::config::{LimitPolicy, ReusePolicy, SandboxLimits};
+use crate::persist::{Image, Journal, Ticket};
 use crate::shard::{CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// A minted token sealed with its tag.
 pub(crate) const SEALED_TOKEN_LEN: usize = TOKEN_LEN + SealKey::TAG_LEN;
 pub(crate) type SealedTokenBytes = [u8; SEALED_TOKEN_LEN];
+
+thread_local! {
+    /// The last journal ticket of the operation running on this thread.
+    /// Engine operations are synchronous from start to end, so the public
+    /// layer clears it before an operation and takes it after, then waits
+    /// for durability outside any lock.
+    static TICKET: std::cell::Cell<Option<Ticket>> = const { std::cell::Cell::new(None) };
+}
+
+fn note_ticket(ticket: Ticket) {
+    TICKET.with(|t| t.set(Some(t.get().map_or(ticket, |old| old.max(ticket)))));
+}
+
+/// Runs a synchronous engine operation and returns the journal ticket it
+/// must wait on before answering, if any.
+pub(crate) fn with_ticket<T>(op: impl FnOnce() -> T) -> (T, Option<Ticket>) {
+    TICKET.with(|t| t.set(None));
+    let out = op();
+    (out, TICKET.with(|t| t.take()))
+}
 
 /// Engine-wide settings every sandbox reads.
 pub(crate) struct Shared {
@@ -29,9 +51,11 @@ pub(crate) struct Shared {
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
     pub(crate) reuse_policy: ReusePolicy,
     pub(crate) retired_window: usize,
+    /// Where changes are recorded when the engine persists.
+    pub(crate) journal: Option<Arc<dyn Journal>>,
     /// Subjects hash under one engine-wide key so a subject survives
     /// migration between sandboxes.
-    pub(crate) subject_key: IndexKey,
+    pub(crate) subject_key: Locked<IndexKey>,
 }
 
 impl Shared {
@@ -151,7 +175,8 @@ struct Padded(Mutex<Shard>);
 
 pub(crate) struct SandboxCore {
     pub(crate) name: Box<str>,
-    pub(crate) keys: SandboxKeys,
+    /// In locked, non-dumpable pages.
+    pub(crate) keys: Locked<SandboxKeys>,
     pub(crate) limits: SandboxLimits,
     pub(crate) engine: Arc<Shared>,
     shards: Box<[Padded]>,
@@ -211,7 +236,7 @@ impl SandboxCore {
         let epoch = engine.now();
         SandboxCore {
             name: name.into(),
-            keys,
+            keys: Locked::new(keys),
             limits,
             engine,
             shards: (0..shards).map(|_| Padded(Mutex::new(Shard::new(epoch)))).collect(),
@@ -227,11 +252,22 @@ impl SandboxCore {
     }
 
     fn cx(&self) -> Cx<'_> {
-        Cx { now: self.engine.now(), sb: self, listening: !self.engine.sinks.is_empty(), raised: Default::default() }
+        Cx {
+            now: self.engine.now(),
+            sb: self,
+            listening: !self.engine.sinks.is_empty(),
+            raised: Default::default(),
+            journal: self.engine.journal.as_deref(),
+            ticket: None,
+        }
     }
 
-    /// Delivers the events raised under a lock.
+    /// Delivers the events raised under a lock, and notes the journal
+    /// ticket the operation must wait on.
     fn emit(&self, cx: Cx<'_>) {
+        if let Some(ticket) = cx.ticket {
+            note_ticket(ticket);
+        }
         for (kind, fp, detail) in cx.raised {
             let event = Event::new(kind, &self.name, fp, Timestamp::from_millis(cx.now)).with_detail(detail);
             for sink in &self.engine.sinks {
@@ -401,7 +437,8 @@ impl SandboxCore {
                 continue;
             }
             let sealed = sealed.take().expect("inserted once");
-            let meta = shard.insert(&mut cx, digest.index(), sealed, life, subject, digest.fingerprint());
+            let meta =
+                shard.insert(&mut cx, digest.index(), route[0], sealed, value, life, subject, digest.fingerprint());
             break (token, meta);
         };
         reservation.commit();
@@ -438,18 +475,17 @@ impl SandboxCore {
         let digest = self.keys.index.digest(key.as_bytes());
         let route = route_of(key);
         let new_len = sealed_len(value.len());
-        let keys = &self.keys;
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
             let new_family = self.next_family.fetch_add(1, Ordering::Relaxed);
             let outcome = self.shard(route).lock().set(
                 &mut cx,
                 digest.index(),
+                route,
                 digest.fingerprint(),
                 life,
                 subject,
-                new_len as usize,
-                |family, version| keys.seal_value(family, version, value),
+                value,
                 new_family,
             );
             self.emit(cx);
@@ -468,7 +504,6 @@ impl SandboxCore {
         self.check_value(value)?;
         let digest = self.keys.index.digest(key.as_bytes());
         let new_len = sealed_len(value.len());
-        let keys = &self.keys;
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
             let outcome = self.shard(route_of(key)).lock().update_if(
@@ -476,8 +511,7 @@ impl SandboxCore {
                 &digest.index(),
                 digest.fingerprint(),
                 expected,
-                new_len as usize,
-                |family, version| keys.seal_value(family, version, value),
+                value,
             );
             self.emit(cx);
             return match outcome? {
@@ -645,6 +679,30 @@ impl SandboxCore {
         (stats, counters)
     }
 
+    /// Images of every live record of this sandbox (snapshots).
+    pub(crate) fn images(&self) -> Vec<Image> {
+        let now = self.engine.now();
+        self.shards.iter().enumerate().flat_map(|(i, s)| s.0.lock().images(self, now, i as u8)).collect()
+    }
+
+    /// Puts a record back (restore). Expired images and duplicates are
+    /// dropped; returns whether the record was restored.
+    pub(crate) fn restore(&self, img: &Image) -> bool {
+        let cx = self.cx();
+        if cx.now >= img.idle_deadline.min(img.abs_deadline) {
+            return false;
+        }
+        let restored = self.shard(img.route).lock().restore(&cx, img);
+        let Some(len) = restored else {
+            tracing::warn!(sandbox = %self.name, "a restored record's key is already taken; dropped the duplicate");
+            return false;
+        };
+        self.records.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(len as u64, Ordering::AcqRel);
+        self.next_family.fetch_max(img.family + 1, Ordering::AcqRel);
+        true
+    }
+
     /// Records, retired tokens and wheel entries actually held by the
     /// shards (for tests and diagnostics).
     pub(crate) fn census(&self) -> Census {
@@ -703,13 +761,22 @@ impl Sandbox {
         &self.core.name
     }
 
+    /// Runs an operation, then waits until what it journaled is durable.
+    fn durable<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        let (out, ticket) = with_ticket(op);
+        if let (Some(ticket), Some(journal)) = (ticket, self.core.engine.journal.as_ref()) {
+            journal.wait_blocking(ticket).map_err(Error::unavailable)?;
+        }
+        out
+    }
+
     /// Creates a session and mints its token.
     ///
     /// # Errors
     ///
     /// An oversized value, a full sandbox, a bad TTL or subject.
     pub fn create(&self, value: &[u8], opts: CreateOptions) -> Result<Created> {
-        self.core.create(value, &opts)
+        self.durable(|| self.core.create(value, &opts))
     }
 
     /// Resolves a token; see [`xems_core::SessionStore::resolve`].
@@ -719,7 +786,7 @@ impl Sandbox {
     /// A malformed token, a grace period above 55 s, a value that fails
     /// authentication.
     pub fn resolve(&self, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
-        self.core.resolve(token, &opts)
+        self.durable(|| self.core.resolve(token, &opts))
     }
 
     /// Reads without rotating or refreshing.
@@ -728,7 +795,7 @@ impl Sandbox {
     ///
     /// As [`resolve`](Self::resolve).
     pub fn get(&self, key: &str) -> Result<Option<Resolved>> {
-        self.core.resolve(key, &ResolveOptions::new())
+        self.durable(|| self.core.resolve(key, &ResolveOptions::new()))
     }
 
     /// Writes under a caller key; see [`xems_core::SessionStore::set`].
@@ -737,7 +804,7 @@ impl Sandbox {
     ///
     /// As [`create`](Self::create), plus [`Error::TokenRetired`].
     pub fn set(&self, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
-        self.core.set(key, value, &opts)
+        self.durable(|| self.core.set(key, value, &opts))
     }
 
     /// Deletes a session and all its tokens.
@@ -746,7 +813,7 @@ impl Sandbox {
     ///
     /// A malformed key.
     pub fn del(&self, key: &str) -> Result<bool> {
-        self.core.del(key)
+        self.durable(|| self.core.del(key))
     }
 
     /// Whether a key or token resolves.
@@ -755,7 +822,7 @@ impl Sandbox {
     ///
     /// A malformed key.
     pub fn exists(&self, key: &str) -> Result<bool> {
-        self.core.exists(key)
+        self.durable(|| self.core.exists(key))
     }
 
     /// Slides the idle expiry.
@@ -764,7 +831,7 @@ impl Sandbox {
     ///
     /// A malformed key or a zero TTL.
     pub fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<Option<SessionMeta>> {
-        self.core.touch(key, ttl)
+        self.durable(|| self.core.touch(key, ttl))
     }
 
     /// Compare-and-set on the version.
@@ -773,7 +840,7 @@ impl Sandbox {
     ///
     /// As [`set`](Self::set).
     pub fn update_if(&self, key: &str, expected_version: u64, value: &[u8]) -> Result<UpdateOutcome> {
-        self.core.update_if(key, expected_version, value)
+        self.durable(|| self.core.update_if(key, expected_version, value))
     }
 
     /// Moves a session into sandbox `to`; see
@@ -789,7 +856,7 @@ impl Sandbox {
         value: Option<&[u8]>,
         opts: CreateOptions,
     ) -> Result<Option<Created>> {
-        self.core.migrate(token, &to.core, value, &opts)
+        self.durable(|| self.core.migrate(token, &to.core, value, &opts))
     }
 
     /// The live sessions of a subject.
@@ -798,7 +865,7 @@ impl Sandbox {
     ///
     /// A bad subject.
     pub fn list_subject(&self, subject: &str) -> Result<Vec<SessionMeta>> {
-        self.core.list_subject(subject)
+        self.durable(|| self.core.list_subject(subject))
     }
 
     /// Revokes a subject's sessions except the one `except` resolves to.
@@ -807,7 +874,7 @@ impl Sandbox {
     ///
     /// A bad subject or token.
     pub fn revoke_subject(&self, subject: &str, except: Option<&str>) -> Result<usize> {
-        self.core.revoke_subject(subject, except)
+        self.durable(|| self.core.revoke_subject(subject, except))
     }
 
     /// Revokes one session of a subject by its public id.
@@ -816,7 +883,7 @@ impl Sandbox {
     ///
     /// A bad subject.
     pub fn revoke_session(&self, subject: &str, id: &SessionId) -> Result<bool> {
-        self.core.revoke_session(subject, id)
+        self.durable(|| self.core.revoke_session(subject, id))
     }
 
     /// What the shards hold, counted directly.

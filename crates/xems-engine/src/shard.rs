@@ -24,10 +24,11 @@ use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
-use crate::config::ReusePolicy;
+use crate::persist::{Change, Image, Journal, Put, Ticket};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
 use crate::slab::Slab;
 use crate::wheel::{BucketId, Wheel};
+use xems_core::ReusePolicy;
 
 /// Tags an index entry that points at a retired token (alias) slot.
 const ALIAS: u32 = 1 << 31;
@@ -156,12 +157,22 @@ pub(crate) struct Cx<'a> {
     /// Whether anyone listens to events (otherwise only counters move).
     pub(crate) listening: bool,
     pub(crate) raised: Raised,
+    /// Where changes go, if the engine persists.
+    pub(crate) journal: Option<&'a dyn Journal>,
+    /// The ticket of the last change this operation journaled.
+    pub(crate) ticket: Option<Ticket>,
 }
 
 impl Cx<'_> {
     fn raise(&mut self, kind: EventKind, fp: Option<Fingerprint>, detail: &'static str) {
         if self.listening {
             self.raised.push((kind, fp, detail));
+        }
+    }
+
+    fn log(&mut self, change: Change<'_>) {
+        if let Some(journal) = self.journal {
+            self.ticket = Some(journal.append(&change));
         }
     }
 }
@@ -339,9 +350,10 @@ impl Shard {
     }
 
     /// Applies a refresh; returns whether the TTL asked for was capped.
-    fn refresh(&mut self, now: u64, slot: u32, refresh: Refresh) -> bool {
-        match refresh {
-            Refresh::No => false,
+    fn refresh(&mut self, cx: &mut Cx<'_>, slot: u32, refresh: Refresh) -> bool {
+        let now = cx.now;
+        let capped = match refresh {
+            Refresh::No => return false,
             Refresh::Idle => {
                 let ttl = u64::from(self.records.get(slot).expect("refresh a live record").idle_ttl_ms);
                 self.set_deadline(slot, now, now + ttl);
@@ -354,15 +366,27 @@ impl Shard {
                 self.set_deadline(slot, now, now + u64::from(ms));
                 capped.capped
             }
-        }
+        };
+        let r = self.records.get(slot).expect("refreshed a live record");
+        cx.log(Change::Touch {
+            sandbox: &cx.sb.name,
+            family: r.family(),
+            idle_deadline: r.idle_deadline,
+            idle_ttl_ms: r.idle_ttl_ms,
+        });
+        capped
     }
 
     /// Inserts a new record under `key`, which must not be in the index.
+    /// `value` is the plaintext of `sealed`, for the journal.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         cx: &mut Cx<'_>,
         key: [u8; 16],
+        route: u8,
         sealed: Box<[u8]>,
+        value: &[u8],
         life: Lifetimes,
         subject: Option<[u8; 16]>,
         fp: Fingerprint,
@@ -388,7 +412,21 @@ impl Shard {
         }
         self.counters.add(EventKind::Created, 1);
         cx.raise(EventKind::Created, Some(fp), "");
-        self.meta(slot, life.capped)
+        let meta = self.meta(slot, life.capped);
+        cx.log(Change::Put(Put {
+            sandbox: &cx.sb.name,
+            family: meta.family,
+            route,
+            key,
+            version: 1,
+            value,
+            created_at: now,
+            idle_deadline: meta.expires_at,
+            abs_deadline: meta.abs_deadline,
+            idle_ttl_ms: meta.ttl_ms,
+            subject,
+        }));
+        meta
     }
 
     /// Removes a session: its record, every retired token, its subject entry.
@@ -413,6 +451,10 @@ impl Shard {
         cx.sb.release(1, record.sealed.len() as u64);
         self.counters.add(kind, 1);
         cx.raise(kind, None, detail);
+        // Expiry needs no record: the deadline is in the record's image.
+        if kind != EventKind::Expired {
+            cx.log(Change::Remove { sandbox: &cx.sb.name, family: record.family() });
+        }
     }
 
     fn reuse(&mut self, cx: &mut Cx<'_>, slot: u32, fp: Fingerprint) {
@@ -481,6 +523,15 @@ impl Shard {
         let until = extra.current.as_ref().map_or(0, |c| c.until).max(now + grace_ms);
         extra.current =
             (until > now).then(|| SealedToken { sealed: keys.seal_token(family, extra.rotations, &token), until });
+        cx.log(Change::Rotate {
+            sandbox: &cx.sb.name,
+            family,
+            old_key,
+            grace_until: now + grace_ms,
+            new_key,
+            token_born: now,
+            current: (until > now).then_some((&token, until)),
+        });
         for (key, slot) in dropped {
             self.index_remove(&key, slot | ALIAS);
         }
@@ -517,7 +568,7 @@ impl Shard {
             Addr::Grace(slot) => {
                 // Never mint here: the session's current token is the answer.
                 let token = self.current_token(cx, slot);
-                let capped = self.refresh(now, slot, opts.refresh);
+                let capped = self.refresh(cx, slot, opts.refresh);
                 self.counters.add(EventKind::Resolved, 1);
                 self.counters.add(EventKind::GraceHit, 1);
                 cx.raise(EventKind::GraceHit, Some(fp), "");
@@ -542,7 +593,7 @@ impl Shard {
                     }
                     (None, ResolveOutcome::Current)
                 };
-                let capped = self.refresh(now, slot, opts.refresh);
+                let capped = self.refresh(cx, slot, opts.refresh);
                 self.counters.add(EventKind::Resolved, 1);
                 cx.raise(EventKind::Resolved, Some(fp), "");
                 Some(self.found(slot, token, outcome, capped))
@@ -562,7 +613,7 @@ impl Shard {
         refresh: Refresh,
     ) -> Option<MetaParts> {
         let slot = self.use_addr(cx, key, fp)?;
-        let capped = self.refresh(cx.now, slot, refresh);
+        let capped = self.refresh(cx, slot, refresh);
         Some(self.meta(slot, capped))
     }
 
@@ -576,33 +627,44 @@ impl Shard {
         }
     }
 
-    /// Replaces the value of the record at `slot` with `new_len` sealed
-    /// bytes, bumping its version. `seal` seals the plaintext for (family,
-    /// version). `None` if the sandbox has no room for the growth.
-    fn replace(
-        &mut self,
-        cx: &Cx<'_>,
-        slot: u32,
-        new_len: usize,
-        seal: impl FnOnce(u64, u32) -> Box<[u8]>,
-    ) -> Result<Option<MetaParts>, xems_core::Error> {
+    /// Replaces the value of the record at `slot`, bumping its version.
+    /// `None` if the sandbox has no room for the growth.
+    fn replace(&mut self, cx: &Cx<'_>, slot: u32, value: &[u8]) -> Result<Option<()>, xems_core::Error> {
         let r = self.records.get_mut(slot).expect("replace a live record");
         let version = r
             .version
             .checked_add(1)
             .ok_or_else(|| xems_core::Error::InvalidArgument("record version counter exhausted".into()))?;
         let old_len = r.sealed.len();
+        let new_len = FAMILY_PREFIX + value.len() + xems_core::SealKey::TAG_LEN;
         if new_len > old_len && !cx.sb.try_take(0, (new_len - old_len) as u64) {
             return Ok(None);
         }
-        let sealed = seal(r.family(), version);
-        debug_assert_eq!(sealed.len(), new_len);
-        r.sealed = sealed;
+        r.sealed = cx.sb.keys.seal_value(r.family(), version, value);
         r.version = version;
         if new_len < old_len {
             cx.sb.release(0, (old_len - new_len) as u64);
         }
-        Ok(Some(self.meta(slot, false)))
+        Ok(Some(()))
+    }
+
+    /// Journals the state of a record after its value was replaced.
+    fn log_replace(&self, cx: &mut Cx<'_>, slot: u32, value: &[u8]) {
+        if cx.journal.is_none() {
+            return;
+        }
+        let r = self.records.get(slot).expect("replaced a live record");
+        let subject = self.extra(slot).and_then(|x| x.subject);
+        cx.log(Change::Replace {
+            sandbox: &cx.sb.name,
+            family: r.family(),
+            version: r.version,
+            value,
+            idle_deadline: r.idle_deadline,
+            abs_deadline: r.abs_deadline,
+            idle_ttl_ms: r.idle_ttl_ms,
+            subject,
+        });
     }
 
     /// `set`: replace the value of an existing record (keeping its absolute
@@ -612,11 +674,11 @@ impl Shard {
         &mut self,
         cx: &mut Cx<'_>,
         key: [u8; 16],
+        route: u8,
         fp: Fingerprint,
         life: Lifetimes,
         subject: Option<[u8; 16]>,
-        new_len: usize,
-        seal: impl FnOnce(u64, u32) -> Box<[u8]>,
+        value: &[u8],
         new_family: u64,
     ) -> Result<WriteOutcome, xems_core::Error> {
         match self.locate(cx, &key) {
@@ -625,7 +687,7 @@ impl Shard {
                 Ok(WriteOutcome::Retired)
             }
             Addr::Live(slot) | Addr::Grace(slot) => {
-                if self.replace(cx, slot, new_len, seal)?.is_none() {
+                if self.replace(cx, slot, value)?.is_none() {
                     return Ok(WriteOutcome::Full);
                 }
                 let now = cx.now;
@@ -636,14 +698,16 @@ impl Shard {
                 if let Some(subject) = subject {
                     self.set_subject(slot, subject);
                 }
+                self.log_replace(cx, slot, value);
                 Ok(WriteOutcome::Written(self.meta(slot, life.capped)))
             }
             Addr::Missing => {
+                let new_len = FAMILY_PREFIX + value.len() + xems_core::SealKey::TAG_LEN;
                 if !cx.sb.try_take(1, new_len as u64) {
                     return Ok(WriteOutcome::Full);
                 }
-                let sealed = seal(new_family, 1);
-                Ok(WriteOutcome::Written(self.insert(cx, key, sealed, life, subject, fp)))
+                let sealed = cx.sb.keys.seal_value(new_family, 1, value);
+                Ok(WriteOutcome::Written(self.insert(cx, key, route, sealed, value, life, subject, fp)))
             }
         }
     }
@@ -671,8 +735,7 @@ impl Shard {
         key: &[u8; 16],
         fp: Fingerprint,
         expected: u64,
-        new_len: usize,
-        seal: impl FnOnce(u64, u32) -> Box<[u8]>,
+        value: &[u8],
     ) -> Result<CasOutcome, xems_core::Error> {
         match self.locate(cx, key) {
             Addr::Missing => Ok(CasOutcome::NotFound),
@@ -685,10 +748,11 @@ impl Shard {
                 if u64::from(current) != expected {
                     return Ok(CasOutcome::Conflict(current));
                 }
-                Ok(match self.replace(cx, slot, new_len, seal)? {
-                    Some(meta) => CasOutcome::Updated(meta),
-                    None => CasOutcome::Full,
-                })
+                if self.replace(cx, slot, value)?.is_none() {
+                    return Ok(CasOutcome::Full);
+                }
+                self.log_replace(cx, slot, value);
+                Ok(CasOutcome::Updated(self.meta(slot, false)))
             }
         }
     }
@@ -835,6 +899,114 @@ impl Shard {
             self.remove_family(cx, slot, EventKind::Evicted, "sandbox full");
             return true;
         }
+    }
+}
+
+impl Shard {
+    /// Images of every live record (snapshots). Values and the current
+    /// tokens are opened with this process's keys.
+    pub(crate) fn images(&self, sb: &SandboxCore, now: u64, route: u8) -> Vec<Image> {
+        let mut out = Vec::with_capacity(self.records.len());
+        for (_, r) in self.records.iter() {
+            if now >= r.idle_deadline {
+                continue;
+            }
+            let family = r.family();
+            let mut value = zeroize::Zeroizing::new(r.sealed[FAMILY_PREFIX..].to_vec());
+            if sb.keys.open_value(family, r.version, &mut value).is_err() {
+                tracing::error!(sandbox = %sb.name, "a record failed to open while snapshotting; skipped");
+                continue;
+            }
+            let extra = self.extras.get(r.extra);
+            let mut retired = Vec::new();
+            let mut current = None;
+            if let Some(x) = extra {
+                let mut a = x.oldest;
+                while let Some(alias) = self.aliases.get(a) {
+                    retired.push((alias.key, alias.grace_until));
+                    a = alias.newer;
+                }
+                if let Some(c) = x.current.as_ref().filter(|c| c.until > now) {
+                    current = sb.keys.open_token(family, x.rotations, &c.sealed).ok().map(|t| (t, c.until));
+                }
+            }
+            out.push(Image {
+                sandbox: sb.name.to_string(),
+                family,
+                route,
+                key: r.key,
+                version: r.version,
+                value,
+                created_at: extra.map_or(r.token_born, |x| x.created_at),
+                token_born: r.token_born,
+                idle_deadline: r.idle_deadline,
+                abs_deadline: r.abs_deadline,
+                idle_ttl_ms: r.idle_ttl_ms,
+                subject: extra.and_then(|x| x.subject),
+                retired,
+                current,
+            });
+        }
+        out
+    }
+
+    /// Puts a record back as it was (restore). Returns its sealed size, or
+    /// `None` if its key is already taken (a duplicate is dropped).
+    pub(crate) fn restore(&mut self, cx: &Cx<'_>, img: &Image) -> Option<usize> {
+        let now = cx.now;
+        if self.contains(&img.key) || img.retired.iter().any(|(k, _)| self.contains(k)) {
+            return None;
+        }
+        let sealed = cx.sb.keys.seal_value(img.family, img.version, &img.value);
+        let len = sealed.len();
+        let record = Record {
+            key: img.key,
+            sealed,
+            idle_deadline: img.idle_deadline.min(img.abs_deadline),
+            abs_deadline: img.abs_deadline,
+            token_born: img.token_born,
+            version: img.version,
+            idle_ttl_ms: img.idle_ttl_ms,
+            wheel: 0,
+            extra: NO_EXTRA,
+        };
+        let slot = self.records.insert(record);
+        self.index_insert(&img.key, slot);
+        self.register(slot, now);
+        let needs_extra = img.created_at != img.token_born
+            || img.subject.is_some()
+            || !img.retired.is_empty()
+            || img.current.is_some();
+        if !needs_extra {
+            return Some(len);
+        }
+        let extra = self.extra_mut(slot);
+        extra.created_at = img.created_at;
+        extra.subject = img.subject;
+        if let Some((token, until)) =
+            img.current.as_ref().filter(|(t, until)| *until > now && t.expose().len() == xems_core::TOKEN_LEN)
+        {
+            // Rotation 0 is never used by a live rotation (they count from
+            // 1), so this nonce is fresh under this process's key.
+            extra.current = Some(SealedToken { sealed: cx.sb.keys.seal_token(img.family, 0, token), until: *until });
+        }
+        if let Some(subject) = img.subject {
+            self.subjects.entry(subject).or_default().push(slot);
+        }
+        for (key, grace_until) in &img.retired {
+            let alias = self.aliases.insert(Alias { key: *key, record: slot, newer: NONE, grace_until: *grace_until });
+            self.index_insert(key, alias | ALIAS);
+            let extra_slot = self.records.get(slot).expect("restored").extra;
+            let Shard { extras, aliases, .. } = self;
+            let extra = extras.get_mut(extra_slot).expect("restored extra");
+            match aliases.get_mut(extra.newest) {
+                Some(newest) => newest.newer = alias,
+                None => extra.oldest = alias,
+            }
+            extra.newest = alias;
+            extra.retired += 1;
+        }
+        Some(len)
     }
 }
 

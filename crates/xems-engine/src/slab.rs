@@ -85,6 +85,14 @@ impl<T> Slab<T> {
         self.len -= 1;
         Some(v)
     }
+
+    /// Occupied slots, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.chunks.iter().flatten().enumerate().filter_map(|(i, e)| match e {
+            Entry::Occupied(v) => Some((i as u32, v)),
+            Entry::Vacant(_) => None,
+        })
+    }
 }
 
 #[cfg(test)]

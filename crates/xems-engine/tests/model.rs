@@ -12,7 +12,7 @@ const SANDBOXES: [&str; 2] = ["a", "b"];
 const KEYS: [&str; 4] = ["k0", "k1", "user:2:otp", "9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617"];
 const TTLS_MS: [u64; 4] = [1_000, 5_000, 60_000, 900_000];
 const GRACES_MS: [u64; 3] = [0, 500, 1_000];
-const WINDOW: usize = 16;
+const WINDOW: usize = 4;
 const MAX_TTL_MS: u64 = 5 * 86_400_000;
 
 #[derive(Clone, Debug)]

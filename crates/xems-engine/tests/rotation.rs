@@ -33,15 +33,15 @@ fn retired_tokens_beyond_the_window_are_forgotten() {
     let e = engine(&clock);
     let tokens = chain(&e, &clock, 20, Duration::ZERO, Duration::from_millis(1));
     let s = e.sandbox("active").unwrap();
-    assert_eq!(s.census().retired, 16, "the last 16 retired tokens are remembered");
-    // The 4 oldest are forgotten: a plain miss, the session lives on.
-    for t in &tokens[..4] {
+    assert_eq!(s.census().retired, 4, "the last 4 retired tokens are remembered");
+    // The 16 oldest are forgotten: a plain miss, the session lives on.
+    for t in &tokens[..16] {
         assert!(s.resolve(t, ResolveOptions::new()).unwrap().is_none());
     }
     assert!(s.exists(tokens.last().unwrap()).unwrap());
     assert_eq!(futures_stats(&e).reuse_detected, 0);
     // A remembered one is a replay: the session is revoked.
-    assert!(s.resolve(&tokens[10], ResolveOptions::new()).unwrap().is_none());
+    assert!(s.resolve(&tokens[18], ResolveOptions::new()).unwrap().is_none());
     assert_eq!(futures_stats(&e).reuse_detected, 1);
     assert!(!s.exists(tokens.last().unwrap()).unwrap());
     assert_eq!(s.census().retired, 0, "revocation removes every retired token");
@@ -64,7 +64,7 @@ fn tokens_in_grace_are_never_pushed_out_by_a_rotation_burst() {
     // Once their grace is over, the window shrinks back at the next rotation.
     clock.advance(Duration::from_secs(2));
     s.resolve(current, ResolveOptions::rotating()).unwrap().unwrap();
-    assert_eq!(s.census().retired, 16);
+    assert_eq!(s.census().retired, 4);
 }
 
 #[derive(Default)]

@@ -6,7 +6,7 @@
 //! [`Setup`] (sandbox limits and reuse policy) behind a [`Harness`] that can
 //! move the store's clock. Then one line generates every test:
 //!
-//! ```ignore
+//! ```text
 //! xems_testkit::conformance_suite!(MyBackend);
 //! ```
 //!

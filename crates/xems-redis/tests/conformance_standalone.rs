@@ -1,0 +1,5 @@
+//! The conformance suite, unchanged, against a standalone Redis server.
+
+mod common;
+
+xems_testkit::conformance_suite!(common::Standalone);
