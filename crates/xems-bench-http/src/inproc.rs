@@ -15,7 +15,9 @@ use crate::apps::Case;
 
 /// Nanoseconds per request of `case`, over `duration` after a warm-up.
 pub(crate) async fn ns_per_request(case: Case, duration: Duration) -> Result<f64, String> {
-    let mut router = case.router().into_service::<Body>();
+    // `with_state` turns the handlers into routes once, as `axum::serve` does
+    // for each connection (without it every call would rebuild them).
+    let mut router = case.router().with_state(()).into_service::<Body>();
     let mut cookie: Option<String> = None;
     if let Some(login) = case.login() {
         let (method, path) = login.split_once(' ').expect("METHOD PATH");
@@ -57,4 +59,39 @@ pub(crate) async fn ns_per_request(case: Case, duration: Duration) -> Result<f64
 fn set_cookie<B>(res: &axum::http::Response<B>) -> Option<String> {
     let v = res.headers().get(header::SET_COOKIE)?.to_str().ok()?;
     Some(v.split(';').next()?.to_owned())
+}
+
+/// Nanoseconds per `SessionStore::resolve` of the embedded engine alone, as
+/// the layer calls it (idle refresh, the default grace), rotating or not:
+/// the store's share of an xems-axum request.
+pub(crate) async fn store_resolve_ns(rotate: bool, duration: Duration) -> Result<f64, String> {
+    use xems_core::{CreateOptions, Refresh, ResolveOptions, Rotation, SessionStore as _};
+    let engine = xems_engine::Engine::new();
+    let created =
+        engine.create("active", br#"{"user":42,"n":0}"#, CreateOptions::new()).await.map_err(|e| e.to_string())?;
+    let opts = ResolveOptions::new()
+        .with_rotation(if rotate { Rotation::Always } else { Rotation::Never })
+        .with_refresh(Refresh::Idle);
+    let mut token = created.token;
+    let mut one = async || -> Result<(), String> {
+        let r = engine.resolve("active", token.expose(), opts).await.map_err(|e| e.to_string())?;
+        let r = r.ok_or("the session vanished")?;
+        if let Some(next) = r.token {
+            token = next;
+        }
+        Ok(())
+    };
+    let warm_until = Instant::now() + duration / 4;
+    while Instant::now() < warm_until {
+        one().await?;
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            one().await?;
+        }
+        n += 64;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / n as f64)
 }

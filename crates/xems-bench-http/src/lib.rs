@@ -130,6 +130,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Map<String,
         progress(&format!("in process  {:<16} {:>8.0} ns/request", case.name(), ns));
         inproc.insert(case.name().to_owned(), json!(round3(ns)));
     }
+    for (name, rotate) in [("store_resolve_static", false), ("store_resolve_rotating", true)] {
+        let ns = inproc_rt.block_on(inproc::store_resolve_ns(rotate, inproc_time))?;
+        progress(&format!("in process  {name:<24} {ns:>8.0} ns (the engine alone)"));
+        inproc.insert(name.to_owned(), json!(round3(ns)));
+    }
     drop(inproc_rt);
     if opts.inproc_only {
         let mut fields = Map::new();
