@@ -74,43 +74,7 @@ fn main() -> ExitCode {
         println!("RESULT {}", Value::Object(fields));
         return ExitCode::SUCCESS;
     }
-    println!(
-        "\n  {:<16} {:>12} {:>10} {:>10} {:>10} {:>8} {:>12}",
-        "case", "req/s", "p50", "p99", "p99.9", "errors", "set-cookie"
-    );
-    let mut errors = 0;
-    for case in Case::ALL {
-        let Some(f) = fields.get(case.name()) else { continue };
-        errors += f["errors"].as_u64().unwrap_or(0);
-        println!(
-            "  {:<16} {:>12.0} {:>8.1}us {:>8.1}us {:>8.1}us {:>8} {:>11.0}%",
-            case.name(),
-            f["req_per_s"].as_f64().unwrap_or(0.0),
-            f["p50_us"].as_f64().unwrap_or(0.0),
-            f["p99_us"].as_f64().unwrap_or(0.0),
-            f["p999_us"].as_f64().unwrap_or(0.0),
-            f["errors"].as_u64().unwrap_or(0),
-            f["set_cookie_share"].as_f64().unwrap_or(0.0) * 100.0,
-        );
-    }
-    println!("\nratios (x_vs_y = x's throughput / y's; above 1 means x is faster)");
-    for k in [
-        "rotating_vs_tower_sessions",
-        "rotating_vs_no_session",
-        "static_vs_no_session",
-        "tower_sessions_vs_no_session",
-        "rotating_vs_static",
-    ] {
-        println!("  {k:<32} {:.3}", fields[k].as_f64().unwrap_or(0.0));
-    }
-    let targets = &fields["targets"];
-    println!(
-        "targets: rotating >= {:.2}x tower-sessions: {}; rotating >= {:.2}x no session: {}",
-        xems_bench_http::TARGET_VS_TOWER_SESSIONS,
-        if targets["rotating_vs_tower_sessions"]["met"] == json!(true) { "met" } else { "MISSED" },
-        xems_bench_http::TARGET_VS_NO_SESSION,
-        if targets["rotating_vs_no_session"]["met"] == json!(true) { "met" } else { "MISSED" },
-    );
+    let errors = xems_bench_http::print_tables(&fields);
 
     let mut result = serde_json::Map::new();
     result.insert("bench".into(), json!("http"));

@@ -6,7 +6,7 @@ use std::str::FromStr;
 /// What a full sandbox does with a new record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LimitPolicy {
-    /// Refuse the write with [`xems_core::Error::SandboxFull`] (the default).
+    /// Refuse the write with [`crate::Error::SandboxFull`] (the default).
     #[default]
     Refuse,
     /// Evict the records of this sandbox that expire soonest (to within one

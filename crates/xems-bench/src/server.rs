@@ -1,0 +1,520 @@
+//! `server`: `xems serve` against `redis-server` over loopback, driven by the
+//! same load generator: 50 connections, pipeline depth 1 and 16, 256-byte
+//! values, for set, get and rotate.
+//!
+//! On Redis, rotate is a Lua script (loaded once, called with `EVALSHA`):
+//! read the value, write it under a new key with the TTL, shorten the old
+//! key's TTL to the grace period. Each connection rotates its own chain of
+//! keys, always presenting the current one.
+//!
+//! The Redis figures are checked against `redis-benchmark -c 50 -d 256 -P D
+//! -t set,get` on the same server, reported beside them.
+//!
+//! The xems side is `xems_cases` (search for `XEMS SERVE`); it needs the
+//! `xems` binary built in the same target directory
+//! (`cargo build --release -p xems-server`) or `XEMS_BIN`.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{VALUE_LEN, session_value};
+use crate::loadgen::{self, LoadOutcome, LoadSpec, Target, mix};
+use crate::measure::Measurement;
+use crate::report::{self, Report};
+use crate::resp::{self, Reply};
+use crate::services::{Persistence, RedisServer, XemsServer, require_program};
+
+/// Connections of every case.
+pub const CONNECTIONS: usize = 50;
+
+/// Keys preloaded for set and get.
+pub const KEYSPACE: u64 = 100_000;
+
+/// TTL of a rotated session, milliseconds (15 minutes, the xems default).
+pub const TTL_MS: u64 = 900_000;
+
+/// Grace period of a rotated-away key, milliseconds (the xems default).
+pub const GRACE_MS: u64 = 1_000;
+
+/// The rotate script: `KEYS[1]` old key, `KEYS[2]` new key, `ARGV[1]` TTL ms,
+/// `ARGV[2]` grace ms. Returns 1, or 0 when the old key is gone.
+pub const ROTATE_LUA: &str = "local v = redis.call('GET', KEYS[1]) \
+if not v then return 0 end \
+redis.call('SET', KEYS[2], v, 'PX', ARGV[1]) \
+redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+return 1";
+
+/// One row of `redis-benchmark`'s CSV output.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedisBenchmarkRow {
+    /// `SET` or `GET`.
+    pub test: String,
+    /// Pipeline depth.
+    pub depth: usize,
+    /// `-r` (random keys over this many), or `None` for redis-benchmark's
+    /// default single key.
+    pub random_keys: Option<u64>,
+    /// Requests per second.
+    pub ops_per_s: f64,
+    /// p99 latency, milliseconds.
+    pub p99_ms: f64,
+    /// The exact command.
+    pub command: String,
+}
+
+fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> LoadSpec {
+    let (warmup, duration) = if quick {
+        (Duration::from_millis(200), Duration::from_millis(800))
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(10))
+    };
+    LoadSpec {
+        name: name.to_owned(),
+        connections: CONNECTIONS,
+        depth,
+        pipelining: loadgen::Pipelining::Burst,
+        warmup,
+        duration,
+        // Redis uses one core; the generator gets the other.
+        threads: std::env::var("XEMS_BENCH_GEN_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        lines_per_response,
+        handshake: None,
+        first_line_max: loadgen::FIRST_LINE_MAX,
+    }
+}
+
+/// `key:<n>` in a stack buffer (request closures run millions of times a
+/// second: no allocation).
+fn key(n: u64, buf: &mut [u8; 32]) -> &[u8] {
+    buf[..4].copy_from_slice(b"key:");
+    let len = 4 + resp::write_decimal(&mut buf[4..], n).expect("a u64 fits in 28 bytes");
+    &buf[..len]
+}
+
+/// The first line of a successful GET of a preloaded key.
+const GET_HIT: &[u8] = b"$256";
+const _: () = assert!(VALUE_LEN == 256, "GET_HIT spells the value length");
+
+/// The Redis cases at depth `depth`.
+fn redis_cases(
+    server: &RedisServer,
+    sha: &str,
+    quick: bool,
+    depth: usize,
+    value: &Arc<Vec<u8>>,
+) -> anyhow::Result<Vec<LoadOutcome>> {
+    let target = Target::Tcp(server.addr());
+    let mut out = Vec::new();
+
+    let v = value.clone();
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis set p{depth}"), quick, depth, 1),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
+        }),
+        |l| l == b"+OK",
+    )?);
+
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis get p{depth}"), quick, depth, 2),
+        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
+        }),
+        |l| l == GET_HIT,
+    )?);
+
+    // Rotation chains: connection c of this case rotates {r<depth>:c}:i into
+    // {r<depth>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
+    let mut setup = server.connect()?;
+    let mut batch = Vec::new();
+    for c in 0..CONNECTIONS {
+        let mut k = [0u8; 48];
+        resp::encode(
+            &[b"SET", chain_key(depth, c, 0, &mut k), value, b"PX", TTL_MS.to_string().as_bytes()],
+            &mut batch,
+        );
+    }
+    setup.pipeline(&batch, CONNECTIONS)?;
+    let sha = sha.to_owned();
+    out.push(loadgen::run(
+        &target,
+        &spec(&format!("redis rotate p{depth}"), quick, depth, 1),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let (mut old, mut new) = ([0u8; 48], [0u8; 48]);
+            let (mut ttl, mut grace) = ([0u8; 20], [0u8; 20]);
+            let ttl_len = resp::write_decimal(&mut ttl, TTL_MS).expect("fits");
+            let grace_len = resp::write_decimal(&mut grace, GRACE_MS).expect("fits");
+            resp::encode(
+                &[
+                    b"EVALSHA",
+                    sha.as_bytes(),
+                    b"2",
+                    chain_key(depth, conn, seq, &mut old),
+                    chain_key(depth, conn, seq + 1, &mut new),
+                    &ttl[..ttl_len],
+                    &grace[..grace_len],
+                ],
+                buf,
+            );
+        }),
+        |l| l == b":1",
+    )?);
+    Ok(out)
+}
+
+/// `{r<depth>:<conn>}:<seq>`: connection `conn`'s rotation chain in the
+/// depth-`depth` case; the hash tag keeps a chain in one slot.
+fn chain_key(depth: usize, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
+    let mut len = 0;
+    let mut put = |bytes: &[u8], len: &mut usize| {
+        buf[*len..*len + bytes.len()].copy_from_slice(bytes);
+        *len += bytes.len();
+    };
+    let mut digits = [0u8; 20];
+    put(b"{r", &mut len);
+    let n = resp::write_decimal(&mut digits, depth as u64).expect("fits");
+    put(&digits[..n], &mut len);
+    put(b":", &mut len);
+    let n = resp::write_decimal(&mut digits, conn as u64).expect("fits");
+    put(&digits[..n], &mut len);
+    put(b"}:", &mut len);
+    let n = resp::write_decimal(&mut digits, seq).expect("fits");
+    put(&digits[..n], &mut len);
+    &buf[..len]
+}
+
+/// Runs `redis-benchmark -c 50 -d 256 -P depth -t set,get` against the
+/// server; with `keyspace`, also `-r keyspace` (random keys, as our load
+/// generator uses, instead of one hot key).
+fn redis_benchmark(
+    server: &RedisServer,
+    depth: usize,
+    quick: bool,
+    keyspace: Option<u64>,
+) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
+    let bin = require_program("redis-benchmark", "redis-tools")?;
+    // About 5 s per test in full mode at the rates this machine reaches.
+    let n: u64 = match (quick, depth) {
+        (true, 1) => 50_000,
+        (true, _) => 300_000,
+        (false, 1) => 500_000,
+        (false, _) => 5_000_000,
+    };
+    let mut args = vec![
+        "-h".to_owned(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        server.port().to_string(),
+        "-c".into(),
+        CONNECTIONS.to_string(),
+        "-d".into(),
+        VALUE_LEN.to_string(),
+        "-P".into(),
+        depth.to_string(),
+        "-t".into(),
+        "set,get".into(),
+        "-n".into(),
+        n.to_string(),
+        "--csv".into(),
+    ];
+    if let Some(r) = keyspace {
+        args.extend(["-r".to_owned(), r.to_string()]);
+    }
+    let command = format!("redis-benchmark {}", args.join(" "));
+    let out = Command::new(bin).args(&args).output().context("running redis-benchmark")?;
+    if !out.status.success() {
+        bail!("{command} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = split_csv(lines.next().context("redis-benchmark printed nothing")?);
+    let col =
+        |name: &str| header.iter().position(|h| h == name).with_context(|| format!("no {name:?} column in {header:?}"));
+    let (rps, p99) = (col("rps")?, col("p99_latency_ms")?);
+    let mut rows = Vec::new();
+    for l in lines {
+        let f = split_csv(l);
+        rows.push(RedisBenchmarkRow {
+            test: f[0].clone(),
+            depth,
+            random_keys: keyspace,
+            ops_per_s: f.get(rps).and_then(|x| x.parse().ok()).context("bad rps")?,
+            p99_ms: f.get(p99).and_then(|x| x.parse().ok()).context("bad p99")?,
+            command: command.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    line.split(',').map(|f| f.trim().trim_matches('"').to_owned()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// XEMS SERVE: the xems side.
+//
+// `xems serve` on a free port, driven by the same load generator with JSON
+// lines and an `auth` handshake: `set` and `get` of caller keys
+// (`key:<n>`, as on Redis), and rotate = `get` with `"rotate":true` and a
+// 1000 ms grace. Rotation needs the token the server minted, so each
+// connection holds `depth` sessions and a conversation that reads
+// `new_token` from each answer; at depth D the D requests of a burst rotate
+// D different sessions.
+// ---------------------------------------------------------------------------
+
+/// The sandbox of the xems cases.
+const XEMS_SANDBOX: &str = "bench";
+
+fn xems_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out.push(b'\n');
+}
+
+/// Rotates `depth` sessions of one connection, always with their current
+/// token.
+struct XemsRotation {
+    tokens: Vec<String>,
+    answered: u64,
+}
+
+impl loadgen::Conversation for XemsRotation {
+    fn request(&mut self, seq: u64, out: &mut Vec<u8>) {
+        let t = &self.tokens[(seq % self.tokens.len() as u64) as usize];
+        xems_line(
+            out,
+            &[
+                br#"{"action":"get","sandbox":""#,
+                XEMS_SANDBOX.as_bytes(),
+                br#"","key":""#,
+                t.as_bytes(),
+                br#"","rotate":true,"grace_period":1000}"#,
+            ],
+        );
+    }
+
+    fn response(&mut self, line: &[u8]) -> bool {
+        const FIELD: &[u8] = br#""new_token":""#;
+        let slot = (self.answered % self.tokens.len() as u64) as usize;
+        self.answered += 1;
+        let Some(at) = memchr::memmem::find(line, FIELD) else { return false };
+        let rest = &line[at + FIELD.len()..];
+        let Some(end) = memchr::memchr(b'"', rest) else { return false };
+        match std::str::from_utf8(&rest[..end]) {
+            Ok(t) if line.starts_with(br#"{"status":"ok""#) => {
+                self.tokens[slot] = t.to_owned();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// XEMS SERVE: the xems cases at depth `depth`.
+fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> anyhow::Result<Vec<LoadOutcome>> {
+    let target = Target::Tcp(server.addr());
+    let value_json = serde_json::to_string(std::str::from_utf8(value)?)?;
+    let with_auth = |mut s: LoadSpec| {
+        s.handshake = Some((server.auth_line(), 1));
+        s
+    };
+    let mut out = Vec::new();
+
+    let v = value_json.clone();
+    out.push(loadgen::run(
+        &target,
+        &with_auth(spec(&format!("xems set p{depth}"), quick, depth, 1)),
+        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+            xems_line(
+                buf,
+                &[
+                    br#"{"action":"set","sandbox":""#,
+                    XEMS_SANDBOX.as_bytes(),
+                    br#"","key":""#,
+                    k,
+                    br#"","value":"#,
+                    v.as_bytes(),
+                    b"}",
+                ],
+            );
+        }),
+        |l| l == br#"{"status":"ok"}"#,
+    )?);
+
+    out.push(loadgen::run(
+        &target,
+        &with_auth(spec(&format!("xems get p{depth}"), quick, depth, 1)),
+        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+            let mut k = [0u8; 32];
+            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+            xems_line(buf, &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#]);
+        }),
+        |l| l.starts_with(br#"{"status":"ok","data":"#),
+    )?);
+
+    // depth sessions per connection, created as caller keys.
+    let mut setup = server.connect()?;
+    let mut chains: Vec<Vec<String>> = Vec::with_capacity(CONNECTIONS);
+    for c in 0..CONNECTIONS {
+        let keys: Vec<String> = (0..depth).map(|i| format!("rot{depth}:{c}:{i}")).collect();
+        let lines: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| {
+                let mut l = Vec::new();
+                xems_line(
+                    &mut l,
+                    &[
+                        br#"{"action":"set","sandbox":""#,
+                        XEMS_SANDBOX.as_bytes(),
+                        br#"","key":""#,
+                        k.as_bytes(),
+                        br#"","value":"#,
+                        value_json.as_bytes(),
+                        b"}",
+                    ],
+                );
+                l.pop();
+                l
+            })
+            .collect();
+        for a in setup.exchange(&lines)? {
+            anyhow::ensure!(a == r#"{"status":"ok"}"#, "xems serve answered {a} to a preload set");
+        }
+        chains.push(keys);
+    }
+    let chains = Arc::new(parking_lot::Mutex::new(chains));
+    let mut rotate_spec = with_auth(spec(&format!("xems rotate p{depth}"), quick, depth, 1));
+    rotate_spec.first_line_max = 4096;
+    out.push(loadgen::run_conversations(
+        &target,
+        &rotate_spec,
+        Arc::new(move |conn| {
+            let tokens = std::mem::take(&mut chains.lock()[conn]);
+            Box::new(XemsRotation { tokens, answered: 0 }) as Box<dyn loadgen::Conversation>
+        }),
+    )?);
+    Ok(out)
+}
+
+/// Runs the server bench and fills its report.
+pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
+    let server = RedisServer::start(Persistence::Off)?;
+    let value = Arc::new(session_value());
+    let mut setup = server.connect()?;
+    let version = setup.cmd_ok(&[b"INFO", b"server"])?.as_text().unwrap_or_default();
+    let version = version.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
+    println!("redis-server {version} on port {} (persistence off)", server.port());
+    for chunk_start in (0..KEYSPACE).step_by(1000) {
+        let mut batch = Vec::new();
+        let end = (chunk_start + 1000).min(KEYSPACE);
+        for n in chunk_start..end {
+            let mut k = [0u8; 32];
+            resp::encode(&[b"SET", key(n, &mut k), &value], &mut batch);
+        }
+        setup.pipeline(&batch, (end - chunk_start) as usize)?;
+    }
+    let sha = match setup.cmd_ok(&[b"SCRIPT", b"LOAD", ROTATE_LUA.as_bytes()])? {
+        Reply::Bulk(Some(s)) => String::from_utf8(s)?,
+        other => bail!("SCRIPT LOAD answered {other:?}"),
+    };
+
+    let xems = XemsServer::start()?;
+    println!("xems serve on port {} (in-memory engine, TCP with auth)", xems.port());
+    let mut setup = xems.connect()?;
+    let value_json = serde_json::to_string(std::str::from_utf8(&value)?)?;
+    for chunk_start in (0..KEYSPACE).step_by(1000) {
+        let lines: Vec<Vec<u8>> = (chunk_start..(chunk_start + 1000).min(KEYSPACE))
+            .map(|n| {
+                let mut k = [0u8; 32];
+                let k = String::from_utf8_lossy(key(n, &mut k)).into_owned();
+                format!(r#"{{"action":"set","sandbox":"{XEMS_SANDBOX}","key":"{k}","value":{value_json}}}"#)
+                    .into_bytes()
+            })
+            .collect();
+        for a in setup.exchange(&lines)? {
+            anyhow::ensure!(a == r#"{"status":"ok"}"#, "xems serve answered {a} to a preload set");
+        }
+    }
+    drop(setup);
+
+    let mut loads: Vec<LoadOutcome> = Vec::new();
+    for depth in [1, 16] {
+        loads.extend(redis_cases(&server, &sha, quick, depth, &value)?);
+        loads.extend(xems_cases(&xems, quick, depth, &value)?);
+    }
+    let rows: Vec<Measurement> = loads.iter().map(|l| l.measurement.clone()).collect();
+    report::print_table(
+        &format!("server: {CONNECTIONS} connections, {VALUE_LEN}-byte values (latency per request, write to response)"),
+        &rows,
+    );
+
+    let mut bench_rows = Vec::new();
+    for depth in [1, 16] {
+        bench_rows.extend(redis_benchmark(&server, depth, quick, None)?);
+        bench_rows.extend(redis_benchmark(&server, depth, quick, Some(KEYSPACE))?);
+    }
+    println!("\nredis-benchmark on the same server (cross-check of the load generator)");
+    for r in &bench_rows {
+        println!(
+            "  {:<4} p{:<3} {:<11} {:>12}  p99 {:.3} ms   ({})",
+            r.test,
+            r.depth,
+            if r.random_keys.is_some() { "random keys" } else { "one key" },
+            report::fmt_rate(r.ops_per_s),
+            r.p99_ms,
+            r.command
+        );
+    }
+
+    let ops = |name: &str| loads.iter().find(|l| l.measurement.name == name).map(|l| l.measurement.ops_per_s);
+    let rb =
+        |test: &str, depth: usize| bench_rows.iter().find(|r| r.test == test && r.depth == depth).map(|r| r.ops_per_s);
+    let mut ratios = Map::new();
+    let mut put = |k: String, v: Option<f64>| {
+        ratios.insert(k, v.map_or(Value::Null, Value::from));
+    };
+    for depth in [1, 16] {
+        for op in ["set", "get", "rotate"] {
+            put(
+                format!("{op}_vs_redis_p{depth}"),
+                report::ratio(ops(&format!("xems {op} p{depth}")), ops(&format!("redis {op} p{depth}"))),
+            );
+        }
+        for op in ["set", "get"] {
+            put(
+                format!("loadgen_vs_redis_benchmark_{op}_p{depth}"),
+                report::ratio(ops(&format!("redis {op} p{depth}")), rb(&op.to_uppercase(), depth)),
+            );
+        }
+    }
+    report::print_ratios(&ratios);
+
+    let mut per_case = Map::new();
+    for l in &loads {
+        per_case.insert(
+            l.measurement.name.replace(' ', "_"),
+            serde_json::json!({"ops_per_s": report::round3(l.measurement.ops_per_s), "p99_ms": report::round3(l.p99_ms())}),
+        );
+    }
+    report.set("redis_version", version);
+    report.set("connections", CONNECTIONS);
+    report.set("value_bytes", VALUE_LEN);
+    report.set("xems_serve", loads.iter().any(|l| l.measurement.name.starts_with("xems")));
+    report.set("figures", per_case);
+    report.set_ratios(&ratios);
+    report.set("redis_benchmark", &bench_rows);
+    report.set("cases", &loads);
+    Ok(())
+}
