@@ -18,6 +18,9 @@ need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
 need redis-server redis-server
 need redis-cli redis-tools
 need redis-benchmark redis-tools
+# The portal's browser test (crates/xems-portal/tests/browser.rs).
+need chromium chromium
+need chromedriver chromium-driver
 if ((${#need_packages[@]})); then
   step "installing ${need_packages[*]}"
   SUDO=""

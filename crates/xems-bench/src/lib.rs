@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod engine;
+pub mod http;
 pub mod loadgen;
 pub mod measure;
 pub mod memory;

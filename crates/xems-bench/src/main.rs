@@ -11,7 +11,7 @@
 use clap::{Args, Parser, Subcommand};
 use xems_bench::measure::timer_overhead;
 use xems_bench::report::{Machine, Report};
-use xems_bench::{crypto, engine, memory, server, vault};
+use xems_bench::{crypto, engine, http, memory, server, vault};
 
 /// Benchmarks of xems against the stores a user would pick instead.
 #[derive(Debug, Parser)]
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Engine(c) => engine::run(c.quick, &mut report)?,
         Command::Server(c) => server::run(c.quick, &mut report)?,
         Command::Crypto(c) => crypto::run(c.quick, &mut report),
-        Command::Http(_) => pending(&mut report, "needs the xems-axum crate (issue 4)"),
+        Command::Http(c) => http::run(c.quick, &mut report)?,
         Command::Vault(c) => vault::run(c.quick, &mut report)?,
         Command::Redis(_) => pending(&mut report, "needs the xems-redis crate (issue 6)"),
         Command::MemoryChild { .. } | Command::List => unreachable!("handled above"),
