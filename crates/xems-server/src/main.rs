@@ -117,6 +117,11 @@ fn main() -> ExitCode {
 
     let runtime = match cfg.serve {
         None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        // One thread: the single-threaded scheduler, with no work-stealing
+        // queues to synchronize (what the benchmark runs beside Redis).
+        Some(ServeSettings { threads: Some(1), .. }) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
         Some(ServeSettings { threads: Some(n), .. }) => {
             tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
         }
