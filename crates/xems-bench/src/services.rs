@@ -221,6 +221,16 @@ impl XemsServer {
     /// The binary is missing (the message says how to build it), or it did
     /// not come up within 10 s (the error carries its log).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// As [`XemsServer::start`], with extra arguments after
+    /// `serve --listen tcp://...` (e.g. `--max-connections 20000`).
+    ///
+    /// # Errors
+    ///
+    /// As [`XemsServer::start`].
+    pub fn start_with(extra_args: &[&str]) -> anyhow::Result<Self> {
         let bin = xems_binary()?;
         let port = free_port()?;
         let dir = tempfile::Builder::new().prefix("xems-bench-serve-").tempdir()?;
@@ -230,6 +240,7 @@ impl XemsServer {
         let log = std::fs::File::create(dir.path().join("xems.log"))?;
         let child = Command::new(&bin)
             .args(["serve", "--listen", &format!("tcp://127.0.0.1:{port}")])
+            .args(extra_args)
             .env("XEMS_AUTH_TOKEN", &token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -279,6 +290,23 @@ impl XemsServer {
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its process id (to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running (`Err` holds how it ended).
+    ///
+    /// # Errors
+    ///
+    /// The process has exited, or its state could not be read.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!("xems serve exited ({status}); its log:\n{}", self.log_tail()),
+        }
     }
 
     /// The `auth` line (with its newline) a TCP client sends first.
