@@ -1128,7 +1128,8 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
 
     // Every connection must still answer.
     let mut set = tokio::task::JoinSet::new();
-    for conn in ctx.conns.iter().cloned() {
+    for conn in &ctx.conns {
+        let conn = Arc::clone(conn);
         set.spawn(async move {
             matches!(conn.call(b"{\"action\":\"ping\"}\n").await, Ok((_, a)) if a.line.starts_with(br#"{"status":"ok","data":"pong""#))
         });
@@ -1225,6 +1226,6 @@ mod tests {
         let kinds: Vec<Kind> = (0..10_000).map(|_| Kind::choose(&mut rng)).collect();
         let mixed = kinds.iter().filter(|k| **k == Kind::Mixed).count();
         assert!((800..1200).contains(&mixed), "{mixed}");
-        assert!(kinds.iter().any(|k| *k == Kind::Tabs(3)) && kinds.iter().any(|k| *k == Kind::Tabs(2)));
+        assert!(kinds.contains(&Kind::Tabs(3)) && kinds.contains(&Kind::Tabs(2)));
     }
 }
