@@ -801,6 +801,10 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<bool> {
     let rate = rotations as f64 / load_s;
     let lat = |q: f64| o.hist.value_at_quantile(q) as f64 / 1e6;
     let growth = o.rss_end as f64 / o.rss_warm.max(1) as f64;
+    // What a leak would show as: bytes gained per rotation after the warm
+    // point (reported; the gate is `growth`).
+    let after_warm = rotations.saturating_sub(o.warm_rotations);
+    let per_rotation = (after_warm > 0).then(|| (o.rss_end as f64 - o.rss_warm as f64) / after_warm as f64);
 
     println!("\nsoak: {} s of load", report::round3(load_s));
     println!(
@@ -853,6 +857,10 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<bool> {
         mib(o.rss_max),
         growth,
         o.rss_slope.unwrap_or(0.0) / 1024.0
+    );
+    println!(
+        "                       {} over the {after_warm} rotations after the warm point",
+        per_rotation.map_or("n/a".to_owned(), |b| format!("{b:+.1} bytes per rotation"))
     );
 
     let mut violations = Vec::new();
@@ -929,6 +937,8 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<bool> {
     report.set("rss_warm_at_s", report::round3(o.warm_at_s));
     report.set("rss_warm_condition_met", o.warm_reached);
     report.set("rss_slope_bytes_per_s", o.rss_slope.map(report::round3));
+    report.set("rotations_after_warm", rotations.saturating_sub(o.warm_rotations));
+    report.set("rss_bytes_per_rotation_after_warm", per_rotation.map(report::round3));
     report.set("p50_ms", report::round3(lat(0.5)));
     report.set("p99_ms", report::round3(lat(0.99)));
     report.set("p999_ms", report::round3(lat(0.999)));
@@ -956,6 +966,8 @@ struct Outcome {
     rss_warm: u64,
     warm_at_s: f64,
     warm_reached: bool,
+    /// Rotations done at the warm point.
+    warm_rotations: u64,
     rss_end: u64,
     rss_max: u64,
     rss_slope: Option<f64>,
@@ -1035,6 +1047,8 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut samples: Samples = Vec::new();
+            // Rotations done at each sample.
+            let mut rots: Vec<u64> = Vec::new();
             let mut warm: Option<usize> = None;
             let mut next = ctx.start;
             let mut last_print = ctx.start;
@@ -1046,6 +1060,7 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
                 let t = (now - ctx.start).as_secs_f64();
                 let Ok(rss) = rss_bytes_of(pid) else { break };
                 samples.push((t, rss));
+                rots.push(ctx.counters.rotations.load(Relaxed));
                 let users_warm = ctx.counters.users_warm.load(Relaxed);
                 if warm.is_none() && now >= ctx.start + ctx.plan.warm_after && users_warm >= ctx.plan.users {
                     warm = Some(samples.len() - 1);
@@ -1066,7 +1081,7 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
                     last_rot = rot;
                 }
             }
-            (samples, warm)
+            (samples, rots, warm)
         })
     };
 
@@ -1096,7 +1111,7 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
             first_err.get_or_insert(e);
         }
     }
-    let (samples, warm) = sampler.await.context("the sampler panicked")?;
+    let (samples, rots, warm) = sampler.await.context("the sampler panicked")?;
     if let Some(e) = first_err {
         return Err(e);
     }
@@ -1152,6 +1167,7 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
         ),
     };
     let (warm_at_s, rss_warm) = samples.get(warm_idx).copied().unwrap_or((0.0, rss_end));
+    let warm_rotations = rots.get(warm_idx).copied().unwrap_or(0);
     let rss_max = samples.iter().map(|s| s.1).max().unwrap_or(0).max(rss_end);
     let rss_slope = slope(&samples[warm_idx.min(samples.len())..]);
     let counters = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("a task still holds the run"))?.counters;
@@ -1168,6 +1184,7 @@ async fn run_async(plan: Plan, server: &XemsServer, pid: u32) -> anyhow::Result<
         rss_warm,
         warm_at_s,
         warm_reached,
+        warm_rotations,
         rss_end,
         rss_max,
         rss_slope,
