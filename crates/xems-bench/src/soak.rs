@@ -46,8 +46,9 @@
 //!   grace windows have passed and the sweeper has run, `stats` must count
 //!   exactly one live session per user and the RSS must be at most
 //!   [`RSS_GROWTH_MAX`] times the warm RSS; the margin is for the allocator
-//!   (glibc keeps freed memory in its arenas), far below what a leak of one
-//!   retired token per rotation would add (1,000,000 × ~50 bytes).
+//!   (glibc keeps freed memory in its arenas). A slow leak (some 50 bytes
+//!   per rotation) could hide under it in a short run, so the bytes gained
+//!   per rotation after the warm point and the RSS slope are reported too.
 //! - Every connection still answers a `ping` at the end.
 //!
 //! `--quick` (CI smoke, about 15 s): 1,000 connections, 2,500 users, 8 s;
