@@ -770,16 +770,19 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<bool> {
     let nofile = raise_nofile(plan.connections as u64 + 256)?;
     let load_before = load_average();
     let max_conn = (plan.connections + 256).to_string();
-    let mut server = XemsServer::start_with(&[
-        "--max-connections",
-        &max_conn,
-        "--log",
-        "warn",
-        // The probes check the default policy; a XEMS_REUSE_POLICY in the
-        // environment must not change it (flags win over the environment).
-        "--reuse-policy",
-        "revoke-session",
-    ])?;
+    let mut server = XemsServer::start_with(
+        &[
+            "--max-connections",
+            &max_conn,
+            "--log",
+            "warn",
+            // The probes check the default policy; a XEMS_REUSE_POLICY in the
+            // environment must not change it (flags win over the environment).
+            "--reuse-policy",
+            "revoke-session",
+        ],
+        None,
+    )?;
     let pid = server.pid();
     println!(
         "xems serve (pid {pid}) on port {}: {} connections, {} users + {} probe users, {} rotations paced over {:?}, \
