@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use xems_redis::testing::{RedisServer, ServerOptions};
 
-const SECRET: &str = "portal-nodes-test-secret-012345";
+const SECRET: &str = "portal-nodes-test-secret-0123456";
 
 /// A running portal, killed on drop; its stderr goes to a file so the test
 /// can check it never panicked.

@@ -14,7 +14,7 @@ use xems_client::Client;
 use xems_core::{CreateOptions, ResolveOptions, ResolveOutcome, SessionStore, UpdateOutcome};
 use xems_redis::testing::{RedisCluster, RedisServer};
 
-const SECRET: &str = "redis-store-test-secret-0123456";
+const SECRET: &str = "redis-store-test-secret-01234567";
 
 /// A running `xems serve`, killed on drop.
 struct Serve {
