@@ -3,7 +3,7 @@
 //! [--quick]`.
 //!
 //! Starts its own `redis-server` (no persistence) on a free loopback port and
-//! connects one `RedisStore` to it. Each worker holds [`SESSIONS`] sessions
+//! connects one `RedisStore` to it. Each worker holds 32 sessions
 //! with 256-byte values and rotates them in turn:
 //!
 //! - **xems**: `resolve(token, rotate, refresh idle)` through `RedisStore`:

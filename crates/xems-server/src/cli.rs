@@ -194,9 +194,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "XEMS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Where the sessions live: `memory` (the embedded engine) [default], or Redis / Valkey at
-    /// redis://[USER:PASS@]HOST:PORT[/DB] (rediss:// with TLS) or a Cluster at
-    /// redis+cluster://HOST1:PORT1,HOST2:PORT2. A Redis store needs the master secret that every
+    /// Where the sessions live: `memory` (the embedded engine, the default), or Redis / Valkey at
+    /// `redis://USER:PASS@HOST:PORT/DB` (user, password and database optional; `rediss://` with
+    /// TLS) or a Cluster at `redis+cluster://HOST1:PORT1,HOST2:PORT2`. A Redis store needs the master secret that every
     /// node sharing it uses (--secret-file, XEMS_SECRET or --secret); it keeps its data in Redis,
     /// so --persist does not apply.
     #[arg(long, value_name = "STORE", env = "XEMS_STORE")]
