@@ -121,6 +121,14 @@ fn main() -> ExitCode {
 
     let runtime = match cfg.serve {
         None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        // One thread: the single-threaded scheduler, with no work-stealing
+        // queues to synchronize (what the benchmark runs beside Redis).
+        Some(ServeSettings { threads: Some(1), .. }) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        Some(ServeSettings { threads: Some(n), .. }) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
+        }
         Some(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
@@ -198,7 +206,14 @@ fn serve_redis(cfg: Config, url: &str) -> ExitCode {
         }
     };
     let Some(s) = cfg.serve else { return ExitCode::from(2) };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `--threads` as for the memory store (the Redis client's connection
+    // task shares these threads).
+    let runtime = match s.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("xems: cannot start the runtime: {e}");
