@@ -14,7 +14,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # the tests themselves fail with a message naming it rather than skip).
 need_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || need_packages+=("$2"); }
-# xems-redis's tests, xems-bench's service tests and its `server` benchmark start Redis.
+# xems-redis's tests, the portal's and the server's Redis tests, xems-bench's service
+# tests and its `server`, `vault` and `redis` benchmarks start Redis.
 need redis-server redis-server
 need redis-cli redis-tools
 need redis-benchmark redis-tools
@@ -50,13 +51,6 @@ if [ -z "${XEMS_SKIP_BENCH:-}" ] && [ -d crates/xems-bench ]; then
     echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "bench $bench printed no RESULT line"; exit 1; }
     echo "$out" | tail -n 1
   done
-fi
-
-if [ -z "${XEMS_SKIP_BENCH:-}" ]; then
-  step "redis benchmark, quick mode (smoke: it must run and print RESULT)"
-  out=$(cargo run -q --release -p xems-redis --example bench -- --quick)
-  echo "$out" | tail -n 1 | grep -q '^RESULT {' || { echo "redis bench printed no RESULT line"; exit 1; }
-  echo "$out" | tail -n 1
 fi
 
 step "all tests passed"

@@ -11,6 +11,7 @@ pub mod http;
 pub mod loadgen;
 pub mod measure;
 pub mod memory;
+pub mod redis;
 pub mod report;
 pub mod resp;
 pub mod server;

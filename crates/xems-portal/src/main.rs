@@ -49,19 +49,17 @@ struct Cli {
     insecure_cookies: bool,
 }
 
-/// The store URL without a password, for logs and the page footer.
+/// The store URL without a password, for logs and the page footer (the
+/// same redaction as the Redis store's own messages).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    xems_redis::redact_url(url)
 }
 
 async fn open_store(cli: &Cli) -> Result<Arc<dyn DynSessionStore>, String> {
     if cli.store == "memory" {
         return Ok(Arc::new(xems_engine::Engine::new()));
     }
-    if cli.store.starts_with("redis") {
+    if xems_redis::is_store_url(&cli.store) {
         let secret = match &cli.secret_file {
             Some(path) => xems_core::MasterSecret::from_file(path).map_err(|e| format!("--secret-file: {e}"))?,
             None => {

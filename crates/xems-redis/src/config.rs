@@ -48,6 +48,24 @@ impl fmt::Debug for Target {
     }
 }
 
+/// Whether `url` names a Redis or Valkey store for
+/// [`RedisStore::builder`](crate::RedisStore::builder): `redis://`,
+/// `rediss://`, `redis+cluster://` or `rediss+cluster://`. Command lines
+/// that accept several kinds of store (`xems serve --store`, the portal's
+/// `--store`) use it to pick this backend, so they agree on the syntax;
+/// the URL itself is checked when the store is built.
+pub fn is_store_url(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| matches!(scheme, "redis" | "rediss" | "redis+cluster" | "rediss+cluster"))
+}
+
+/// A store URL with its user information (user and password) removed, for
+/// logs, error messages and status pages:
+/// `redis://user:pw@h:1` becomes `redis://<redacted>@h:1`.
+pub fn redact_url(url: &str) -> String {
+    redact(url)
+}
+
 /// A URL with its user information removed.
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -123,5 +141,13 @@ mod tests {
         assert!(Target::parse("redis+cluster://").is_err());
         let shown = format!("{:?}", Target::parse("redis://user:hunter2@h:1").unwrap());
         assert!(!shown.contains("hunter2"), "{shown}");
+        for url in ["redis://h:1", "rediss://h:1", "redis+cluster://a:1,b:2", "rediss+cluster://a:1"] {
+            assert!(is_store_url(url), "{url}");
+        }
+        for url in ["memory", "xems://h:1", "unix:///x", "redisx://h:1", "redis:h:1"] {
+            assert!(!is_store_url(url), "{url}");
+        }
+        assert_eq!(redact_url("redis+cluster://:pw@a:1,b:2"), "redis+cluster://<redacted>@a:1,b:2");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }
 }

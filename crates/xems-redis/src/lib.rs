@@ -98,6 +98,6 @@ mod store;
 pub mod testing;
 
 pub use builder::RedisStoreBuilder;
-pub use config::ConfigError;
+pub use config::{ConfigError, is_store_url, redact_url};
 pub use store::RedisStore;
 pub use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};

@@ -17,7 +17,14 @@
 //! the current token was minted, `sub` subject digest, `px` the physical
 //! expiry set on every key of the family, `ctok`/`gu` the sealed current
 //! token and the end of the last open grace window, `rn` how many retired
-//! tokens the family's retired-token index holds.
+//! tokens the family's retired-token index holds, `rp` how many its last
+//! pruning kept.
+//!
+//! The rotation path is kept to five commands inside the script (GET the
+//! pointer, HMGET the record, SET the successor's pointer, ZADD the retired
+//! token, HSET the record), plus a pruning step amortized over many
+//! rotations; everything else (grace hits, refreshes that move the physical
+//! expiry, reuse) is off that path.
 
 use std::sync::LazyLock;
 
@@ -31,11 +38,20 @@ local function tok(base, d) return base .. 't:' .. d end
 -- the logical one by at least `slack`, and by half a TTL so that a session
 -- refreshed on every request moves it only every half TTL.
 local function phys(exp, abs, ttl, slack) return math.min(abs, exp + math.floor(ttl / 2)) + slack end
+-- Deletes the pointers of digests `ds`, a few hundred per DEL (one call
+-- each instead of one per pointer; the batch bounds Lua's stack use).
+local function dels(base, ds)
+  local ks = {}
+  for i = 1, #ds do
+    ks[#ks + 1] = tok(base, ds[i])
+    if #ks == 512 then redis.call('DEL', unpack(ks)); ks = {} end
+  end
+  if #ks > 0 then redis.call('DEL', unpack(ks)) end
+end
 -- Deletes a family: its record, every pointer and the retired-token index.
 local function drop(base, sid, cur)
   local xk = base .. 'x:' .. sid
-  local xs = redis.call('ZRANGE', xk, 0, -1)
-  for i = 1, #xs do redis.call('DEL', tok(base, xs[i])) end
+  dels(base, redis.call('ZRANGE', xk, 0, -1))
   if cur then redis.call('DEL', tok(base, cur)) end
   redis.call('DEL', base .. 'f:' .. sid, xk)
 end
@@ -96,7 +112,8 @@ end
 if not sid then return {0} end
 local rk = base .. 'f:' .. sid
 local xk = base .. 'x:' .. sid
-local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu', 'ctok', 'v', 'rn')
+-- `ctok` is not read here: only a grace hit needs it (one HGET then).
+local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu', 'v', 'rn', 'rp')
 if not r[1] then redis.call('DEL', ptr); return {0} end
 if r[1] ~= sandbox then return {0} end
 local cur = r[2]
@@ -137,12 +154,12 @@ if mode == 'r' and state == 1 then
     local grace_until = now + tonumber(ARGV[10])
     redis.call('ZADD', xk, fmt(grace_until), d)
     -- `rn` counts the retired tokens, saving a ZCARD on every rotation.
-    local card = tonumber(r[14] or '0') + 1
+    local card = tonumber(r[13] or '0') + 1
     if card == 1 then redis.call('PEXPIREAT', xk, fmt(px)) end
     if grace_until > gu then gu = grace_until end
     cur = string.sub(nk, #base + 3)
     upd[#upd + 1] = 'cur'; upd[#upd + 1] = cur
-    upd[#upd + 1] = 'mt'; upd[#upd + 1] = fmt(now)
+    upd[#upd + 1] = 'mt'; upd[#upd + 1] = ARGV[1]
     if gu > now then
       upd[#upd + 1] = 'ctok'; upd[#upd + 1] = ARGV[13]
       upd[#upd + 1] = 'gu'; upd[#upd + 1] = fmt(gu)
@@ -151,17 +168,26 @@ if mode == 'r' and state == 1 then
     end
     -- Forget the oldest retired tokens beyond the window, never one still
     -- in its grace window (up to a hard cap of 1024). Pruned in batches:
-    -- between `window` and twice as many are remembered.
+    -- between `window` and twice as many are remembered. `rp` is how many
+    -- the last pruning kept (tokens still in grace): the next one waits
+    -- until twice as many are retired, so a session rotated faster than its
+    -- grace period prunes once per `rp` rotations, not on every one.
     local window = tonumber(ARGV[14])
-    if card >= 2 * window then
-      local old = redis.call('ZRANGEBYSCORE', xk, '-inf', fmt(now), 'LIMIT', 0, card - window)
-      for i = 1, #old do redis.call('DEL', tok(base, old[i])); redis.call('ZREM', xk, old[i]) end
+    local floor = math.max(window, tonumber(r[14] or '0'))
+    if card >= math.min(2 * floor, 1025) then
+      local old = redis.call('ZRANGEBYSCORE', xk, '-inf', ARGV[1], 'LIMIT', 0, card - window)
+      if #old > 0 then
+        dels(base, old)
+        redis.call('ZREM', xk, unpack(old))
+      end
       card = card - #old
       if card > 1024 then
         local over = redis.call('ZRANGE', xk, 0, card - 1025)
-        for i = 1, #over do redis.call('DEL', tok(base, over[i])); redis.call('ZREM', xk, over[i]) end
+        dels(base, over)
+        redis.call('ZREM', xk, unpack(over))
         card = 1024
       end
+      upd[#upd + 1] = 'rp'; upd[#upd + 1] = fmt(card)
     end
     upd[#upd + 1] = 'rn'; upd[#upd + 1] = fmt(card)
     code = 2
@@ -170,7 +196,7 @@ if mode == 'r' and state == 1 then
     drop_ctok = true
   end
 elseif mode == 'r' and state == 3 then
-  ctok = r[12] or ''
+  ctok = redis.call('HGET', rk, 'ctok') or ''
 end
 local old_exp = exp
 local rf = ARGV[11]
@@ -188,7 +214,7 @@ if #upd > 0 then redis.call('HSET', rk, unpack(upd)) end
 if drop_ctok then redis.call('HDEL', rk, 'ctok', 'gu') end
 if moved then repx(base, sid, cur, phys(exp, abs, ttl, slack)) end
 local v = ''
-if mode ~= 't' then v = r[13] end
+if mode ~= 't' then v = r[12] end
 return {code, sid, sub, tonumber(r[3]), tonumber(r[4]), exp, abs, ttl, v, ctok, cur, old_exp}
 "#;
 

@@ -194,6 +194,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "XEMS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// Where the sessions live: `memory` (the embedded engine, the default), or Redis / Valkey at
+    /// `redis://USER:PASS@HOST:PORT/DB` (user, password and database optional; `rediss://` with
+    /// TLS) or a Cluster at `redis+cluster://HOST1:PORT1,HOST2:PORT2`. A Redis store needs the master secret that every
+    /// node sharing it uses (--secret-file, XEMS_SECRET or --secret); it keeps its data in Redis,
+    /// so --persist does not apply.
+    #[arg(long, value_name = "STORE", env = "XEMS_STORE")]
+    pub store: Option<String>,
     /// Worker threads serving connections [default: one per CPU].
     #[arg(long, value_name = "N", env = "XEMS_THREADS")]
     pub threads: Option<usize>,
@@ -225,6 +232,8 @@ pub struct FileConfig {
     pub auth_token_file: Option<PathBuf>,
     /// `max_connections`.
     pub max_connections: Option<usize>,
+    /// `store` (of `serve`).
+    pub store: Option<String>,
     /// `threads`.
     pub threads: Option<usize>,
     /// `reuse_policy`.
@@ -335,9 +344,53 @@ pub struct Config {
     pub sandbox_limits: Vec<(String, SandboxLimits)>,
 }
 
+/// Where `xems serve` keeps the sessions.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded engine (optionally with the vault).
+    Memory,
+    /// Redis or Valkey, standalone or Cluster, at this URL (see
+    /// [`xems_redis::RedisStore::builder`]).
+    Redis(String),
+}
+
+impl std::fmt::Debug for StoreKind {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Memory => f.write_str("Memory"),
+            StoreKind::Redis(url) => write!(f, "Redis({})", xems_redis::redact_url(url)),
+        }
+    }
+}
+
+impl StoreKind {
+    /// Parses `memory` or a Redis URL (the syntax the portal's `--store`
+    /// accepts too, decided by [`xems_redis::is_store_url`]).
+    ///
+    /// # Errors
+    ///
+    /// Anything else.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        if s == "memory" {
+            Ok(StoreKind::Memory)
+        } else if xems_redis::is_store_url(s) {
+            Ok(StoreKind::Redis(s.to_owned()))
+        } else {
+            Err(ConfigError(format!(
+                "--store {:?}: expected memory, redis://HOST:PORT, rediss://HOST:PORT or \
+                 redis+cluster://HOST1:PORT1,HOST2:PORT2",
+                xems_redis::redact_url(s)
+            )))
+        }
+    }
+}
+
 /// The settings of `serve`.
 #[derive(Debug)]
 pub struct ServeSettings {
+    /// Where the sessions live.
+    pub store: StoreKind,
     /// Listeners.
     pub listen: Vec<ListenAddr>,
     /// Auth token for TCP clients.
@@ -420,6 +473,36 @@ impl Config {
         };
         let hardware_bind = c.hardware_bind || file.hardware_bind.unwrap_or(false);
         let persist = c.persist.or(file.persist);
+        let store = match &cli.command {
+            Some(Mode::Serve(s)) => match s.store.as_deref().or(file.store.as_deref()) {
+                Some(text) => StoreKind::parse(text)?,
+                None => StoreKind::Memory,
+            },
+            _ => StoreKind::Memory,
+        };
+        if let StoreKind::Redis(url) = &store {
+            let shown = xems_redis::redact_url(url);
+            if persist.is_some() {
+                return Err(ConfigError(format!(
+                    "--persist keeps the embedded store in an encrypted vault; with --store {shown} the sessions \
+                     live in Redis (use its own persistence, AOF or RDB): drop --persist"
+                )));
+            }
+            if secret.is_none() {
+                return Err(ConfigError(format!(
+                    "--store {shown} needs the master secret that every node sharing the Redis uses: set \
+                     --secret-file FILE, XEMS_SECRET or --secret (a random ephemeral key would make the sessions \
+                     unreadable to the other nodes and after a restart)"
+                )));
+            }
+            if hardware_bind {
+                return Err(ConfigError("--hardware-bind only applies to a vault, not to a Redis store".into()));
+            }
+            if c.unsafe_test_clock {
+                return Err(ConfigError("--unsafe-test-clock only works with the memory store".into()));
+            }
+        }
+        let redis_store = matches!(store, StoreKind::Redis(_));
         let vault_tool = match &cli.command {
             Some(Mode::Vault(v)) => {
                 let path = v.command.path().cloned().or_else(|| persist.clone()).ok_or_else(|| {
@@ -437,9 +520,11 @@ impl Config {
                         .into(),
                 ));
             }
-        } else if previous_secret.is_some() || hardware_bind {
+        } else if (previous_secret.is_some() && !redis_store) || hardware_bind {
             return Err(ConfigError(
-                "--previous-secret and --hardware-bind only apply to a vault (--persist PATH)".into(),
+                "--previous-secret and --hardware-bind only apply to a vault (--persist PATH); \
+                 --previous-secret also to a Redis store (--store redis://...)"
+                    .into(),
             ));
         }
         let max_line = c.max_line_bytes.or(file.max_line_bytes).unwrap_or(DEFAULT_MAX_LINE);
@@ -485,6 +570,7 @@ impl Config {
                     return Err(ConfigError("--threads must be at least 1".into()));
                 }
                 Some(ServeSettings {
+                    store,
                     listen,
                     auth_token: token,
                     max_connections,
@@ -566,6 +652,23 @@ impl Config {
     /// See [`keyring`](Self::keyring).
     pub fn vault_options(&self) -> Result<xems_vault::VaultOptions, ConfigError> {
         Ok(xems_vault::VaultOptions::new(self.keyring()?).fsync(self.fsync).hardware_bind(self.hardware_bind))
+    }
+
+    /// A Redis store builder for `url` with this configuration's keyring
+    /// (the secret, then the previous one), reuse policy and limits.
+    ///
+    /// # Errors
+    ///
+    /// See [`keyring`](Self::keyring).
+    pub fn redis_builder(&self, url: &str) -> Result<xems_redis::RedisStoreBuilder, ConfigError> {
+        let mut b = xems_redis::RedisStore::builder(url)
+            .keyring(self.keyring()?)
+            .reuse_policy(self.reuse_policy)
+            .default_limits(self.default_limits.clone());
+        for (name, limits) in &self.sandbox_limits {
+            b = b.sandbox_limits(name.clone(), limits.clone());
+        }
+        Ok(b)
     }
 
     /// An engine builder with this configuration's secret, reuse policy and
@@ -661,6 +764,32 @@ mod tests {
         let c = parse(&["xems", "serve"], &[("XEMS_AUTH_TOKEN", "0123456789abcdef-token")]).unwrap();
         assert_eq!(c.serve.unwrap().listen, vec![ListenAddr::Tcp("127.0.0.1:7379".into())]);
         assert!(parse(&["xems", "serve"], &[("XEMS_AUTH_TOKEN", "short")]).unwrap_err().0.contains("16 bytes"));
+    }
+
+    #[test]
+    fn serve_store() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef";
+        let unix = ["xems", "serve", "--listen", "unix:///tmp/x.sock"];
+        assert_eq!(parse(&unix, &[]).unwrap().serve.unwrap().store, StoreKind::Memory);
+        let args = [&unix[..], &["--store", "redis://127.0.0.1:6379", "--secret", SECRET]].concat();
+        let c = parse(&args, &[]).unwrap();
+        assert_eq!(c.serve.unwrap().store, StoreKind::Redis("redis://127.0.0.1:6379".into()));
+        let args = [&unix[..], &["--store", "redis+cluster://a:1,b:2", "--secret", SECRET]].concat();
+        assert!(matches!(parse(&args, &[]).unwrap().serve.unwrap().store, StoreKind::Redis(_)));
+        // A previous secret is fine for a Redis store (its keyring).
+        let args = [
+            &unix[..],
+            &["--store", "redis://h:1", "--secret", SECRET, "--previous-secret", "abcdef0123456789abcdef0123456789"],
+        ]
+        .concat();
+        assert_eq!(parse(&args, &[]).unwrap().keyring().unwrap().previous().len(), 1);
+        let err = parse(&[&unix[..], &["--store", "redis://u:hunter2@h:1"]].concat(), &[]).unwrap_err();
+        assert!(err.0.contains("needs the master secret") && !err.0.contains("hunter2"), "{err}");
+        let args = [&unix[..], &["--store", "redis://h:1", "--secret", SECRET, "--persist", "/tmp/v"]].concat();
+        assert!(parse(&args, &[]).unwrap_err().0.contains("drop --persist"));
+        let err = parse(&[&unix[..], &["--store", "mysql://h:1"]].concat(), &[]).unwrap_err();
+        assert!(err.0.contains("expected memory, redis://"), "{err}");
+        assert_eq!(format!("{:?}", StoreKind::parse("redis://u:pw@h:1").unwrap()), "Redis(redis://<redacted>@h:1)");
     }
 
     #[test]

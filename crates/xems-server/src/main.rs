@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use xems_core::MockClock;
 use xems_engine::Engine;
-use xems_server::cli::{Config, SecretSource, ServeSettings};
+use xems_server::cli::{Config, SecretSource, ServeSettings, StoreKind};
 use xems_server::{ConnConfig, ServeConfig, TestHooks, serve, serve_connection};
 
 /// The test-only hooks: the engine's mock clock and its sweeper.
@@ -56,6 +56,10 @@ fn main() -> ExitCode {
         // A hint only: turning it into a hard record limit would log users
         // out when a sandbox fills up. Limits are set with --sandbox-limit.
         tracing::info!(cache_size = n, "cache size hint received (records per sandbox; not a hard limit)");
+    }
+    if let Some(ServeSettings { store: StoreKind::Redis(url), .. }) = &cfg.serve {
+        let url = url.clone();
+        return serve_redis(cfg, &url);
     }
     let mut builder = cfg.engine_builder();
     let test_clock = cfg.unsafe_test_clock.then(|| {
@@ -224,6 +228,73 @@ fn raise_nofile_limit(max_connections: usize) {
              connections beyond it will be refused by the kernel (raise `ulimit -n`)"
         );
     }
+}
+
+/// `xems serve --store redis://...`: the same server and protocol over a
+/// Redis / Valkey store (no vault, no test hooks: the configuration refused
+/// `--persist` and `--unsafe-test-clock` already).
+fn serve_redis(cfg: Config, url: &str) -> ExitCode {
+    let shown = xems_redis::redact_url(url);
+    let builder = match cfg.redis_builder(url) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("xems: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(s) = cfg.serve else { return ExitCode::from(2) };
+    raise_nofile_limit(s.max_connections);
+    // `--threads` as for the memory store (the Redis client's connection
+    // task shares these threads).
+    let runtime = match s.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xems: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let max_line = cfg.max_line;
+    let code = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        install_signal_handlers(shutdown.clone());
+        // Connected (and the server checked) before listening, so a wrong
+        // URL or an unreachable server fails at start, not on a request.
+        let store = match builder.connect().await {
+            Ok(store) => store,
+            Err(e) => {
+                eprintln!("xems: --store {shown}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!(store = %shown, cluster = store.is_cluster(), "sessions live in Redis");
+        let conn = ConnConfig {
+            max_line,
+            auth_token: s.auth_token.map(Arc::new),
+            auth_timeout: Duration::from_secs(10),
+            test_hooks: None,
+        };
+        let cfg = ServeConfig {
+            listen: s.listen,
+            max_connections: s.max_connections,
+            shutdown_grace: s.shutdown_grace,
+            conn,
+        };
+        match serve(store, cfg, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("xems: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 /// Registers SIGTERM and SIGINT now; a task cancels `shutdown` on either.
