@@ -121,6 +121,8 @@ fn main() -> ExitCode {
     // are zeroized here rather than kept for the life of the process.
     cfg.secret = None;
     cfg.previous_secret = None;
+    // Parsing the secret and deriving keys left copies in dead stack frames.
+    xems_server::harden::scrub_stack::<{ 512 * 1024 }>();
     let test_hooks =
         test_clock.map(|clock| Arc::new(EngineHooks { engine: store.clone(), clock }) as Arc<dyn TestHooks>);
 
