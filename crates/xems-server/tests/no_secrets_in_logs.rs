@@ -420,7 +420,7 @@ fn needles(marker: &str) -> Vec<(String, Vec<u8>)> {
     let secret = MasterSecret::parse(secret_text()).unwrap();
     let mut n = vec![
         ("marker".to_owned(), marker.as_bytes().to_vec()),
-        ("master secret (text)".to_owned(), secret_text()["hex:".len()..].as_bytes().to_vec()),
+        ("master secret (text)".to_owned(), secret_text().as_bytes()["hex:".len()..].to_vec()),
         ("master secret (bytes)".to_owned(), secret.expose_secret().to_vec()),
     ];
     let mut seen = secrets().lock().unwrap().clone();
