@@ -26,6 +26,23 @@ fn server_uid() -> u32 {
     if me == 0 { NOBODY } else { me }
 }
 
+/// The binary, copied where `nobody` can run it (the build directory may sit
+/// under a home directory only root can enter, as `/root` is).
+fn bin() -> &'static str {
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    let (_, path) = COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("xems");
+        std::fs::copy(BIN, &path).expect("copy the xems binary");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    });
+    path
+}
+
 fn command(program: &str) -> Command {
     let mut c = Command::new(program);
     if rustix::process::getuid().is_root() {
@@ -60,7 +77,7 @@ fn assert_hardened(pid: u32) {
 
 #[test]
 fn stdio_sidecar_is_not_dumpable() {
-    let mut child = command(BIN)
+    let mut child = command(bin())
         .env("XEMS_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,7 +106,7 @@ impl Drop for Serve {
 
 #[test]
 fn serve_is_not_dumpable() {
-    let mut child = command(BIN)
+    let mut child = command(bin())
         .args(["serve", "--listen", "tcp://127.0.0.1:0"])
         .env("XEMS_AUTH_TOKEN", common::TOKEN)
         .env("XEMS_LOG", "info")
@@ -115,7 +132,7 @@ fn serve_is_not_dumpable() {
 #[test]
 fn unlockable_keys_warn_once_and_keep_working() {
     let mut child = command("prlimit")
-        .args(["--memlock=0:0", "--", BIN])
+        .args(["--memlock=0:0", "--", bin()])
         .env("XEMS_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
