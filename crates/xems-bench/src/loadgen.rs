@@ -79,6 +79,14 @@ pub enum Target {
     Tcp(SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
+    /// A child process spoken to over its stdin and stdout (the XyPriss
+    /// sidecar); every connection spawns its own.
+    Child {
+        /// The program.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<String>,
+    },
 }
 
 /// How a connection keeps its pipeline full.
@@ -118,6 +126,9 @@ pub struct LoadSpec {
     /// conversation ([`FIRST_LINE_MAX`] is enough for status lines; a
     /// conversation that reads a token out of a JSON line needs the line).
     pub first_line_max: usize,
+    /// The server's process: its CPU time over the measured window is
+    /// reported per operation ([`LoadOutcome::server_cpu_ns_per_op`]).
+    pub server_pid: Option<u32>,
 }
 
 /// The outcome of a load.
@@ -134,6 +145,11 @@ pub struct LoadOutcome {
     pub errors: u64,
     /// Worker threads of the generator.
     pub generator_threads: usize,
+    /// CPU time the server process ran during the measured window, per
+    /// operation completed in it (all its threads; `None` without
+    /// [`LoadSpec::server_pid`]). Unlike throughput, preemption by other
+    /// work on a shared machine does not inflate it.
+    pub server_cpu_ns_per_op: Option<f64>,
 }
 
 impl LoadOutcome {
@@ -192,6 +208,8 @@ async fn run_async(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFa
         let (barrier, spec, target) = (barrier.clone(), spec.clone(), target.clone());
         let mut conversation = factory(conn);
         tasks.push(tokio::spawn(async move {
+            // A child target's process lives as long as its connection.
+            let mut child = None;
             let result = async {
                 match &target {
                     Target::Tcp(addr) => {
@@ -215,20 +233,48 @@ async fn run_async(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFa
                             Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>,
                         ))
                     }
+                    Target::Child { program, args } => {
+                        let mut c = tokio::process::Command::new(program)
+                            .args(args)
+                            .stdin(std::process::Stdio::piped())
+                            .stdout(std::process::Stdio::piped())
+                            .stderr(std::process::Stdio::null())
+                            .kill_on_drop(true)
+                            .spawn()
+                            .with_context(|| format!("starting {}", program.display()))?;
+                        let (w, r) = (c.stdin.take(), c.stdout.take());
+                        child = Some(c);
+                        Ok((
+                            Box::new(r.context("the child's stdout")?) as Box<dyn AsyncRead + Send + Unpin>,
+                            Box::new(w.context("the child's stdin")?) as Box<dyn AsyncWrite + Send + Unpin>,
+                        ))
+                    }
                 }
             }
             .await;
-            match result {
+            let outcome = match result {
                 Ok((r, w)) => drive(r, w, conn, &spec, &mut *conversation, &barrier).await,
                 Err(e) => {
                     // Keep the others from waiting forever.
                     barrier.wait().await;
                     Err(e)
                 }
-            }
+            };
+            drop(child);
+            outcome
         }));
     }
     barrier.wait().await;
+    // The server's CPU over the same window the connections count in.
+    let server_cpu = spec.server_pid.map(|pid| {
+        let (warmup, duration) = (spec.warmup, spec.duration);
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let before = crate::measure::process_cpu_ns(pid)?;
+            tokio::time::sleep(duration).await;
+            Some(crate::measure::process_cpu_ns(pid)?.saturating_sub(before))
+        })
+    });
     let mut hist = new_histogram();
     let (mut ops, mut errors) = (0, 0);
     let mut first_err = None;
@@ -248,12 +294,17 @@ async fn run_async(target: &Target, spec: &LoadSpec, factory: Arc<ConversationFa
         return Err(e);
     }
     let measurement = Measurement::new(&spec.name, spec.connections, ops, spec.duration, &hist);
+    let server_cpu_ns = match server_cpu {
+        Some(task) => task.await.context("the server CPU sampler panicked")?,
+        None => None,
+    };
     Ok(LoadOutcome {
         measurement,
         depth: spec.depth,
         pipelining: spec.pipelining,
         errors,
         generator_threads: spec.threads,
+        server_cpu_ns_per_op: server_cpu_ns.filter(|_| ops > 0).map(|ns| ns as f64 / ops as f64),
     })
 }
 
@@ -467,6 +518,7 @@ mod tests {
             lines_per_response: 1,
             handshake: Some((b"hello\n".to_vec(), 1)),
             first_line_max: FIRST_LINE_MAX,
+            server_pid: Some(std::process::id()),
         };
         let out = run(
             &Target::Tcp(addr),
@@ -478,6 +530,8 @@ mod tests {
         assert!(out.measurement.ops > 100, "{out:?}");
         assert_eq!(out.errors, 0);
         assert!(out.measurement.latency.p50_ns > 0);
+        // The echo server runs in this process: it used CPU in the window.
+        assert!(out.server_cpu_ns_per_op.is_some_and(|ns| ns > 0.0), "{out:?}");
         let sliding = LoadSpec { pipelining: Pipelining::Sliding, ..spec.clone() };
         let out = run(
             &Target::Tcp(addr),

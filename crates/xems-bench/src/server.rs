@@ -27,7 +27,7 @@ use crate::loadgen::{self, LoadOutcome, LoadSpec, Target, mix};
 use crate::measure::Measurement;
 use crate::report::{self, Report};
 use crate::resp::{self, Reply};
-use crate::services::{Persistence, RedisServer, XemsServer, require_program};
+use crate::services::{Persistence, Placement, RedisServer, XemsServer, require_program};
 
 /// Connections of every case.
 pub const CONNECTIONS: usize = 50;
@@ -67,7 +67,7 @@ pub struct RedisBenchmarkRow {
     pub command: String,
 }
 
-fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> LoadSpec {
+fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize, server_pid: u32) -> LoadSpec {
     let (warmup, duration) = if quick {
         (Duration::from_millis(200), Duration::from_millis(800))
     } else {
@@ -85,6 +85,7 @@ fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize) -> Loa
         lines_per_response,
         handshake: None,
         first_line_max: loadgen::FIRST_LINE_MAX,
+        server_pid: Some(server_pid),
     }
 }
 
@@ -114,7 +115,7 @@ fn redis_cases(
     let v = value.clone();
     out.push(loadgen::run(
         &target,
-        &spec(&format!("redis set p{depth}"), quick, depth, 1),
+        &spec(&format!("redis set p{depth}"), quick, depth, 1, server.pid()),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
             let mut k = [0u8; 32];
             resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
@@ -124,7 +125,7 @@ fn redis_cases(
 
     out.push(loadgen::run(
         &target,
-        &spec(&format!("redis get p{depth}"), quick, depth, 2),
+        &spec(&format!("redis get p{depth}"), quick, depth, 2, server.pid()),
         Arc::new(|conn, seq, buf: &mut Vec<u8>| {
             let mut k = [0u8; 32];
             resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
@@ -147,7 +148,7 @@ fn redis_cases(
     let sha = sha.to_owned();
     out.push(loadgen::run(
         &target,
-        &spec(&format!("redis rotate p{depth}"), quick, depth, 1),
+        &spec(&format!("redis rotate p{depth}"), quick, depth, 1, server.pid()),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
             let (mut old, mut new) = ([0u8; 48], [0u8; 48]);
             let (mut ttl, mut grace) = ([0u8; 20], [0u8; 20]);
@@ -281,6 +282,58 @@ fn xems_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
     out.push(b'\n');
 }
 
+/// Keys the stdio cases cycle through.
+const STDIO_KEYS: u64 = 1_000;
+
+/// The stdio sidecar as XyPriss runs it (`xems` with no subcommand, spoken
+/// to over its stdin and stdout) driven by one pipelining client: requests
+/// alternate `set` and `get` of the same key, so every `get` reads what the
+/// pipeline wrote just before it. The sidecar starts empty for each case.
+fn stdio_cases(quick: bool, placement: Option<&Placement>) -> anyhow::Result<Vec<LoadOutcome>> {
+    let xems = crate::services::xems_binary()?;
+    let (program, args) = match placement {
+        Some(p) => ("taskset".into(), vec!["-c".to_owned(), p.server_cpus.clone(), xems.display().to_string()]),
+        None => (xems, Vec::new()),
+    };
+    let value_json = serde_json::to_string(std::str::from_utf8(&session_value())?)?;
+    let mut out = Vec::new();
+    for depth in [1, 16, 64] {
+        let mut spec = spec(&format!("stdio set+get p{depth}"), quick, depth, 1, 0);
+        spec.connections = 1;
+        spec.server_pid = None;
+        let v = value_json.clone();
+        out.push(loadgen::run(
+            &Target::Child { program: program.clone(), args: args.clone() },
+            &spec,
+            Arc::new(move |_, seq, buf: &mut Vec<u8>| {
+                let mut k = [0u8; 32];
+                let k = key((seq / 2) % STDIO_KEYS, &mut k);
+                if seq % 2 == 0 {
+                    xems_line(
+                        buf,
+                        &[
+                            br#"{"action":"set","sandbox":""#,
+                            XEMS_SANDBOX.as_bytes(),
+                            br#"","key":""#,
+                            k,
+                            br#"","value":"#,
+                            v.as_bytes(),
+                            b"}",
+                        ],
+                    );
+                } else {
+                    xems_line(
+                        buf,
+                        &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#],
+                    );
+                }
+            }),
+            |l| l == br#"{"status":"ok"}"# || l.starts_with(br#"{"status":"ok","data":"{"#),
+        )?);
+    }
+    Ok(out)
+}
+
 /// Rotates `depth` sessions of one connection, always with their current
 /// token.
 struct XemsRotation {
@@ -333,7 +386,7 @@ fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> a
     let v = value_json.clone();
     out.push(loadgen::run(
         &target,
-        &with_auth(spec(&format!("xems set p{depth}"), quick, depth, 1)),
+        &with_auth(spec(&format!("xems set p{depth}"), quick, depth, 1, server.pid())),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
             let mut k = [0u8; 32];
             let k = key(mix(conn, seq) % KEYSPACE, &mut k);
@@ -355,7 +408,7 @@ fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> a
 
     out.push(loadgen::run(
         &target,
-        &with_auth(spec(&format!("xems get p{depth}"), quick, depth, 1)),
+        &with_auth(spec(&format!("xems get p{depth}"), quick, depth, 1, server.pid())),
         Arc::new(|conn, seq, buf: &mut Vec<u8>| {
             let mut k = [0u8; 32];
             let k = key(mix(conn, seq) % KEYSPACE, &mut k);
@@ -395,7 +448,7 @@ fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> a
         chains.push(keys);
     }
     let chains = Arc::new(parking_lot::Mutex::new(chains));
-    let mut rotate_spec = with_auth(spec(&format!("xems rotate p{depth}"), quick, depth, 1));
+    let mut rotate_spec = with_auth(spec(&format!("xems rotate p{depth}"), quick, depth, 1, server.pid()));
     rotate_spec.first_line_max = 4096;
     out.push(loadgen::run_conversations(
         &target,
@@ -410,7 +463,22 @@ fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> a
 
 /// Runs the server bench and fills its report.
 pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
-    let server = RedisServer::start(Persistence::Off)?;
+    // Each server gets the same single core (Redis serves from one thread;
+    // xems serve runs one worker thread), the load generator and
+    // redis-benchmark the others: started from this thread, they inherit
+    // its affinity.
+    let placement = Placement::split();
+    match &placement {
+        Some(p) => {
+            p.pin_generator()?;
+            println!("placement: servers on CPU {}, load generator on CPUs {:?}", p.server_cpus, p.generator_cpus);
+        }
+        None => println!("placement: none (one CPU, or no taskset): servers and generator share the CPUs"),
+    }
+    let server = match &placement {
+        Some(p) => RedisServer::start_on(Persistence::Off, p)?,
+        None => RedisServer::start(Persistence::Off)?,
+    };
     let value = Arc::new(session_value());
     let mut setup = server.connect()?;
     let version = setup.cmd_ok(&[b"INFO", b"server"])?.as_text().unwrap_or_default();
@@ -430,7 +498,7 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         other => bail!("SCRIPT LOAD answered {other:?}"),
     };
 
-    let xems = XemsServer::start()?;
+    let xems = XemsServer::start_with(if placement.is_some() { &["--threads", "1"] } else { &[] }, placement.as_ref())?;
     println!("xems serve on port {} (in-memory engine, TCP with auth)", xems.port());
     let mut setup = xems.connect()?;
     let value_json = serde_json::to_string(std::str::from_utf8(&value)?)?;
@@ -454,7 +522,8 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         loads.extend(redis_cases(&server, &sha, quick, depth, &value)?);
         loads.extend(xems_cases(&xems, quick, depth, &value)?);
     }
-    let rows: Vec<Measurement> = loads.iter().map(|l| l.measurement.clone()).collect();
+    let stdio = stdio_cases(quick, placement.as_ref())?;
+    let rows: Vec<Measurement> = loads.iter().chain(&stdio).map(|l| l.measurement.clone()).collect();
     report::print_table(
         &format!("server: {CONNECTIONS} connections, {VALUE_LEN}-byte values (latency per request, write to response)"),
         &rows,
@@ -499,22 +568,53 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
             );
         }
     }
+    // The same comparison on the servers' own CPU time per operation,
+    // which a busy machine's preemption does not distort (above 1: xems
+    // spends less CPU per operation than Redis).
+    let cpu = |name: &str| loads.iter().find(|l| l.measurement.name == name).and_then(|l| l.server_cpu_ns_per_op);
+    for depth in [1, 16] {
+        for op in ["set", "get", "rotate"] {
+            put(
+                format!("{op}_cpu_vs_redis_p{depth}"),
+                report::ratio(cpu(&format!("redis {op} p{depth}")), cpu(&format!("xems {op} p{depth}"))),
+            );
+        }
+    }
+    println!("\nserver CPU per operation (all the server's threads, over the measured window)");
+    for l in &loads {
+        if let Some(ns) = l.server_cpu_ns_per_op {
+            println!("  {:<28} {:>10.0} ns/op", l.measurement.name, ns);
+        }
+    }
     report::print_ratios(&ratios);
 
     let mut per_case = Map::new();
     for l in &loads {
         per_case.insert(
             l.measurement.name.replace(' ', "_"),
-            serde_json::json!({"ops_per_s": report::round3(l.measurement.ops_per_s), "p99_ms": report::round3(l.p99_ms())}),
+            serde_json::json!({
+                "ops_per_s": report::round3(l.measurement.ops_per_s),
+                "p99_ms": report::round3(l.p99_ms()),
+                "server_cpu_ns_per_op": l.server_cpu_ns_per_op.map(report::round3),
+            }),
         );
     }
     report.set("redis_version", version);
     report.set("connections", CONNECTIONS);
+    report.set("placement", &placement);
     report.set("value_bytes", VALUE_LEN);
     report.set("xems_serve", loads.iter().any(|l| l.measurement.name.starts_with("xems")));
     report.set("figures", per_case);
     report.set_ratios(&ratios);
     report.set("redis_benchmark", &bench_rows);
     report.set("cases", &loads);
+    let mut stdio_figures = Map::new();
+    for l in &stdio {
+        stdio_figures.insert(
+            l.measurement.name.replace([' ', '+'], "_"),
+            serde_json::json!({"ops_per_s": report::round3(l.measurement.ops_per_s), "p99_ms": report::round3(l.p99_ms())}),
+        );
+    }
+    report.set("stdio_sidecar", stdio_figures);
     Ok(())
 }

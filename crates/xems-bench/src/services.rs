@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
 use tempfile::TempDir;
 
 use crate::resp::{Conn, Reply};
@@ -101,6 +102,11 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// The server's process id (to sample its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a standalone server and waits until it answers `PING`.
     ///
     /// # Errors
@@ -109,13 +115,23 @@ impl RedisServer {
     /// end of its log).
     pub fn start(persistence: Persistence) -> anyhow::Result<Self> {
         let port = free_port()?;
-        Self::spawn(port, persistence, &[])
+        Self::spawn(port, persistence, &[], None)
     }
 
-    fn spawn(port: u16, persistence: Persistence, extra: &[&str]) -> anyhow::Result<Self> {
+    /// As [`RedisServer::start`], on the CPUs of `placement` only.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_on(persistence: Persistence, placement: &Placement) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        Self::spawn(port, persistence, &[], Some(placement))
+    }
+
+    fn spawn(port: u16, persistence: Persistence, extra: &[&str], on: Option<&Placement>) -> anyhow::Result<Self> {
         let bin = require_program("redis-server", "redis-server")?;
         let dir = tempfile::Builder::new().prefix("xems-bench-redis-").tempdir()?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = pinned_command(bin, on.map(|p| &p.server_cpus[..]));
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--protected-mode", "no", "--daemonize", "no"])
@@ -212,6 +228,11 @@ pub struct XemsServer {
 }
 
 impl XemsServer {
+    /// The server's process id (to sample its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `xems serve` and waits until it answers an authenticated
     /// `ping`. The binary is `$XEMS_BIN`, else `xems` next to this
     /// executable (the same target directory), else `xems` on `PATH`.
@@ -221,6 +242,16 @@ impl XemsServer {
     /// The binary is missing (the message says how to build it), or it did
     /// not come up within 10 s (the error carries its log).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[], None)
+    }
+
+    /// As [`XemsServer::start`] with more arguments for `xems serve`, on
+    /// the CPUs of `placement` if given.
+    ///
+    /// # Errors
+    ///
+    /// As [`XemsServer::start`].
+    pub fn start_with(args: &[&str], placement: Option<&Placement>) -> anyhow::Result<Self> {
         let bin = xems_binary()?;
         let port = free_port()?;
         let dir = tempfile::Builder::new().prefix("xems-bench-serve-").tempdir()?;
@@ -228,8 +259,9 @@ impl XemsServer {
         xems_core::random_bytes(&mut raw);
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let log = std::fs::File::create(dir.path().join("xems.log"))?;
-        let child = Command::new(&bin)
+        let child = pinned_command(&bin, placement.map(|p| &p.server_cpus[..]))
             .args(["serve", "--listen", &format!("tcp://127.0.0.1:{port}")])
+            .args(args)
             .env("XEMS_AUTH_TOKEN", &token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -400,6 +432,7 @@ impl RedisCluster {
                 port,
                 Persistence::Off,
                 &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"],
+                None,
             )?);
         }
         let out = Command::new(cli)
@@ -486,5 +519,57 @@ mod tests {
 
         let cluster = RedisCluster::start(3).unwrap();
         assert_eq!(cluster.addrs().len(), 3);
+    }
+}
+
+/// Where a benchmark runs its server and its load generator: on a machine
+/// with at least two CPUs, the server on CPU 0 and the generator on the
+/// others, so neither steals the other's time and a multi-threaded server
+/// gets exactly the core a single-threaded one uses.
+#[derive(Clone, Debug, Serialize)]
+pub struct Placement {
+    /// CPUs of the server (a `taskset -c` list).
+    pub server_cpus: String,
+    /// CPUs of the load generator.
+    pub generator_cpus: Vec<usize>,
+}
+
+impl Placement {
+    /// Server on CPU 0, generator on the rest; `None` on a single CPU or
+    /// without `taskset` (util-linux).
+    pub fn split() -> Option<Self> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        if cpus < 2 || require_program("taskset", "util-linux").is_err() {
+            return None;
+        }
+        Some(Placement { server_cpus: "0".into(), generator_cpus: (1..cpus).collect() })
+    }
+
+    /// Pins the calling thread (and the threads it starts from now on) to
+    /// the generator's CPUs.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the affinity.
+    pub fn pin_generator(&self) -> anyhow::Result<()> {
+        let mut set = rustix::thread::CpuSet::new();
+        for &c in &self.generator_cpus {
+            set.set(c);
+        }
+        rustix::thread::sched_setaffinity(None, &set).context("pinning the load generator")?;
+        Ok(())
+    }
+}
+
+/// `program`, or `taskset -c CPUS program` when `cpus` is given (taskset
+/// execs the program, so the child's pid is the program's).
+fn pinned_command(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(program);
+            c
+        }
+        None => Command::new(program),
     }
 }

@@ -193,6 +193,10 @@ pub struct ServeArgs {
     /// Most client connections open at once [default: 1024].
     #[arg(long, value_name = "N", env = "XEMS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Worker threads serving connections [default: one per CPU].
+    #[arg(long, value_name = "N", env = "XEMS_THREADS")]
+    pub threads: Option<usize>,
 }
 
 /// The TOML configuration file.
@@ -221,6 +225,8 @@ pub struct FileConfig {
     pub auth_token_file: Option<PathBuf>,
     /// `max_connections`.
     pub max_connections: Option<usize>,
+    /// `threads`.
+    pub threads: Option<usize>,
     /// `reuse_policy`.
     pub reuse_policy: Option<String>,
     /// `[sandboxes.NAME]` tables (`[sandboxes."*"]` for the default).
@@ -338,6 +344,8 @@ pub struct ServeSettings {
     pub auth_token: Option<Zeroizing<Vec<u8>>>,
     /// Connection limit.
     pub max_connections: usize,
+    /// Worker threads (`None`: one per CPU).
+    pub threads: Option<usize>,
     /// Shutdown grace.
     pub shutdown_grace: Duration,
 }
@@ -472,10 +480,15 @@ impl Config {
                 if max_connections == 0 {
                     return Err(ConfigError("--max-connections must be at least 1".into()));
                 }
+                let threads = s.threads.or(file.threads);
+                if threads == Some(0) {
+                    return Err(ConfigError("--threads must be at least 1".into()));
+                }
                 Some(ServeSettings {
                     listen,
                     auth_token: token,
                     max_connections,
+                    threads,
                     shutdown_grace: Duration::from_secs(10),
                 })
             }
@@ -682,15 +695,22 @@ mod tests {
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("xems.toml");
-        std::fs::write(&path, "cache_size = 7\nmax_connections = 3\nlisten = [\"unix:///tmp/a.sock\"]\n").unwrap();
+        std::fs::write(&path, "cache_size = 7\nmax_connections = 3\nthreads = 2\nlisten = [\"unix:///tmp/a.sock\"]\n")
+            .unwrap();
         let p = path.to_str().unwrap();
         let c = parse(&["xems", "--config", p, "serve"], &[]).unwrap();
         assert_eq!(c.cache_size, Some(7));
         let s = c.serve.unwrap();
-        assert_eq!(s.max_connections, 3);
-        let c = parse(&["xems", "--config", p, "serve", "--max-connections", "9", "--cache-size", "8"], &[]).unwrap();
+        assert_eq!((s.max_connections, s.threads), (3, Some(2)));
+        let c = parse(
+            &["xems", "--config", p, "serve", "--max-connections", "9", "--cache-size", "8", "--threads", "1"],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.cache_size, Some(8));
-        assert_eq!(c.serve.unwrap().max_connections, 9);
+        let s = c.serve.unwrap();
+        assert_eq!((s.max_connections, s.threads), (9, Some(1)));
+        assert!(parse(&["xems", "--config", p, "serve", "--threads", "0"], &[]).is_err());
         std::fs::write(&path, "reuse_policy = \"refuse-token\"\n[sandboxes.tiny]\nmax_records = 5\n").unwrap();
         let c = parse(&["xems", "--config", p, "--sandbox-limit", "tiny:policy=evict-soonest-expiring"], &[]).unwrap();
         assert_eq!(c.reuse_policy, ReusePolicy::RefuseToken);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use xems_core::MockClock;
 use xems_engine::Engine;
-use xems_server::cli::{Config, SecretSource};
+use xems_server::cli::{Config, SecretSource, ServeSettings};
 use xems_server::{ConnConfig, ServeConfig, TestHooks, serve, serve_connection};
 
 /// The test-only hooks: the engine's mock clock and its sweeper.
@@ -128,6 +128,14 @@ fn main() -> ExitCode {
 
     let runtime = match cfg.serve {
         None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        // One thread: the single-threaded scheduler, with no work-stealing
+        // queues to synchronize (what the benchmark runs beside Redis).
+        Some(ServeSettings { threads: Some(1), .. }) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        Some(ServeSettings { threads: Some(n), .. }) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
+        }
         Some(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {

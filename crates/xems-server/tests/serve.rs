@@ -55,7 +55,15 @@ fn one_store_many_clients() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order_per_connection() {
-    let server = Server::start(&[]);
+    // Default threads (the multi-threaded scheduler) and one thread (the
+    // single-threaded one).
+    for extra in [&[][..], &["--threads", "1"][..]] {
+        pipelined_in_order(extra);
+    }
+}
+
+fn pipelined_in_order(extra: &[&str]) {
+    let server = Server::start(extra);
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let addr = server.tcp().to_owned();
@@ -111,7 +119,13 @@ fn connection_limit() {
 
 #[test]
 fn sigterm_finishes_in_flight_work_and_exits_zero() {
-    let mut server = Server::start(&[]);
+    for extra in [&[][..], &["--threads", "1"][..]] {
+        sigterm_graceful(extra);
+    }
+}
+
+fn sigterm_graceful(extra: &[&str]) {
+    let mut server = Server::start(extra);
     let sock = server.unix.clone().unwrap();
     let mut c = LineConn::tcp_authed(server.tcp());
     let mut batch = String::new();
