@@ -15,4 +15,5 @@ pub mod report;
 pub mod resp;
 pub mod server;
 pub mod services;
+pub mod soak;
 pub mod vault;

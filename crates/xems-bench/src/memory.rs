@@ -39,13 +39,26 @@ pub struct MemoryFigure {
 ///
 /// When `/proc` is not mounted or the field is missing (not Linux).
 pub fn rss_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    rss_from_status("/proc/self/status")
+}
+
+/// The resident set size of process `pid`, from `/proc/PID/status`.
+///
+/// # Errors
+///
+/// The process is gone, `/proc` is not mounted, or the field is missing.
+pub fn rss_bytes_of(pid: u32) -> anyhow::Result<u64> {
+    rss_from_status(&format!("/proc/{pid}/status"))
+}
+
+fn rss_from_status(path: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .context("no VmRSS line in /proc/self/status")?;
+        .with_context(|| format!("no VmRSS line in {path}"))?;
     Ok(kib * 1024)
 }
 
@@ -108,6 +121,8 @@ mod tests {
         std::hint::black_box(&v);
         let after = rss_bytes().unwrap();
         assert!(after >= before + (32 << 20), "{before} -> {after}");
+        let by_pid = rss_bytes_of(std::process::id()).unwrap();
+        assert!(by_pid >= before + (32 << 20), "{before} -> {by_pid}");
         drop(v);
     }
 }

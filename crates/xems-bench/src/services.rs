@@ -313,6 +313,18 @@ impl XemsServer {
         self.port
     }
 
+    /// Whether it is still running (`Err` holds how it ended).
+    ///
+    /// # Errors
+    ///
+    /// The process has exited, or its state could not be read.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!("xems serve exited ({status}); its log:\n{}", self.log_tail()),
+        }
+    }
+
     /// The `auth` line (with its newline) a TCP client sends first.
     pub fn auth_line(&self) -> Vec<u8> {
         format!("{{\"action\":\"auth\",\"token\":\"{}\"}}\n", self.token).into_bytes()

@@ -126,6 +126,9 @@ fn main() -> ExitCode {
     let test_hooks =
         test_clock.map(|clock| Arc::new(EngineHooks { engine: store.clone(), clock }) as Arc<dyn TestHooks>);
 
+    if let Some(s) = &cfg.serve {
+        raise_nofile_limit(s.max_connections);
+    }
     let runtime = match cfg.serve {
         None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         // One thread: the single-threaded scheduler, with no work-stealing
@@ -198,6 +201,40 @@ fn main() -> ExitCode {
         tracing::info!("vault closed");
     }
     code
+}
+
+/// Raises the soft limit on open files to the hard limit, so that `serve`
+/// can hold as many connections as the administrator allows (the soft
+/// default, often 1024, is far below `--max-connections` on a busy server);
+/// warns when even the hard limit is below what `max_connections` needs.
+fn raise_nofile_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) if soft < hard => {
+            match setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) }) {
+                Ok(()) => {
+                    tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+                    Some(hard)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+                    Some(soft)
+                }
+            }
+        }
+        (soft, _) => soft,
+    };
+    // Listeners, the vault and the runtime need a few descriptors of their own.
+    let needed = (max_connections as u64).saturating_add(64);
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            "the open-file limit ({soft}) is below --max-connections ({max_connections}) plus headroom: \
+             connections beyond it will be refused by the kernel (raise `ulimit -n`)"
+        );
+    }
 }
 
 /// Registers SIGTERM and SIGINT now; a task cancels `shutdown` on either.

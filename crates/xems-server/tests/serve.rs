@@ -191,3 +191,47 @@ fn tcp_without_a_token_refuses_to_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth token"), "{out:?}");
 }
+
+/// `xems serve` raises its soft open-file limit to the hard limit at start,
+/// so it can hold as many connections as the administrator allows (the
+/// soft default is often 1024). Started from a shell that lowers the soft
+/// limit first; the limits are read back from `/proc/PID/limits`.
+#[test]
+fn serve_raises_its_open_file_limit() {
+    let hard: u64 = {
+        let out = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(u64::MAX)
+    };
+    let low = 64.min(hard);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn {low} && exec \"$0\" serve --listen \"unix://$1\""), common::BIN])
+        .arg(&sock)
+        .env("XEMS_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ready once the socket answers.
+    let mut ready = false;
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "xems serve did not come up");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard_seen) = (fields[3], fields[4]);
+    assert_eq!(soft, hard_seen, "the soft limit was not raised to the hard one: {line}");
+    if hard > low {
+        assert_ne!(soft, low.to_string(), "{line}");
+    }
+}
