@@ -79,7 +79,8 @@ pub(crate) struct RequestCtx {
 
 impl RequestCtx {
     pub(crate) fn new(backend: Arc<dyn Backend>, headers: &HeaderMap) -> Self {
-        let incoming = read_token(headers, backend.config());
+        let config = backend.config();
+        let incoming = read_token(headers, &config.cookie_name, &config.header_name);
         RequestCtx {
             backend,
             incoming,
@@ -254,11 +255,11 @@ fn plausible_token(v: &[u8]) -> bool {
 }
 
 /// The token from the cookie first, then from the header.
-fn read_token(headers: &HeaderMap, config: &XemsConfig) -> Option<(Token, Via)> {
-    if let Some(v) = cookie_value(headers, &config.cookie_name) {
+fn read_token(headers: &HeaderMap, cookie_name: &str, header_name: &http::HeaderName) -> Option<(Token, Via)> {
+    if let Some(v) = cookie_value(headers, cookie_name) {
         return Some((Token::from_string(v.to_owned()), Via::Cookie));
     }
-    let v = headers.get(&config.header_name)?.to_str().ok()?.trim();
+    let v = headers.get(header_name)?.to_str().ok()?.trim();
     plausible_token(v.as_bytes()).then(|| (Token::from_string(v.to_owned()), Via::Header))
 }
 
@@ -292,6 +293,35 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         }
     }
     None
+}
+
+/// Runs the token reader over headers made from arbitrary bytes: each line
+/// is a `Cookie` header, or, after `H:`, the token header (lines that are
+/// not valid header values are dropped, as `http` would refuse them). The
+/// fuzz target and the corpus regression test call this; it must never
+/// panic, and what it returns must be a plausible token taken from the input.
+#[doc(hidden)]
+pub fn fuzz_read_token(data: &[u8]) -> Option<String> {
+    let header_name = http::HeaderName::from_static(crate::DEFAULT_HEADER_NAME);
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let (name, value) = match line.strip_prefix(b"H:") {
+            Some(v) => (header_name.clone(), v),
+            None => (COOKIE, line),
+        };
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            headers.append(name, v);
+        }
+    }
+    let (token, _) = read_token(&headers, crate::DEFAULT_COOKIE_NAME, &header_name)?;
+    let text = token.expose();
+    assert!(plausible_token(text.as_bytes()), "an implausible token was accepted");
+    assert!(memchr_find(data, text.as_bytes()), "the token is not in the input");
+    Some(text.to_owned())
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub use config::{
     AutoRotation, ConfigError, CookieOptions, DEFAULT_COOKIE_NAME, DEFAULT_HEADER_NAME, DEFAULT_SANDBOX,
     DurationSetting, SameSite, XemsConfig, XemsLayerBuilder,
 };
+#[doc(hidden)]
+pub use context::fuzz_read_token;
 pub use error::XemsError;
 pub use extract::{Delivery, LinkOptions, Session, Xems};
 pub use layer::{ResponseFuture, XemsLayer, XemsService};

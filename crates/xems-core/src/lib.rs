@@ -11,6 +11,8 @@ mod crypto;
 mod duration;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod rng;
 mod secret;

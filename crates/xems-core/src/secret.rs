@@ -56,17 +56,26 @@ pub enum SecretError {
 /// assert!(err.to_string().contains("got 9"));
 /// ```
 pub struct MasterSecret {
-    bytes: Zeroizing<[u8; 32]>,
+    /// On the heap, so that moving a secret (or a configuration holding one)
+    /// copies a pointer and leaves no copy of the bytes in a stack frame.
+    bytes: Box<Zeroizing<[u8; 32]>>,
     id: KeyId,
 }
 
 impl MasterSecret {
     /// A secret from raw bytes.
     pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
-        let secret = Zeroizing::new(bytes);
+        let secret = Self::from_slice(&bytes);
         bytes.zeroize();
-        let id = KeyId::of(&secret);
-        MasterSecret { bytes: secret, id }
+        secret
+    }
+
+    /// A secret from exactly 32 bytes, copied straight to the heap.
+    fn from_slice(bytes: &[u8]) -> Self {
+        let mut boxed = Box::new(Zeroizing::new([0u8; 32]));
+        boxed.copy_from_slice(bytes);
+        let id = KeyId::of(&boxed);
+        MasterSecret { bytes: boxed, id }
     }
 
     /// A fresh random secret from the operating system.
@@ -101,11 +110,13 @@ impl MasterSecret {
         } else {
             Zeroizing::new(text.as_bytes().to_vec())
         };
-        let bytes: [u8; 32] = decoded.as_slice().try_into().map_err(|_| SecretError::WrongLength {
-            found: decoded.len(),
-            hint: "pass hex:<64 hex digits> or base64:<44 characters> for binary keys",
-        })?;
-        Ok(Self::from_bytes(bytes))
+        if decoded.len() != 32 {
+            return Err(SecretError::WrongLength {
+                found: decoded.len(),
+                hint: "pass hex:<64 hex digits> or base64:<44 characters> for binary keys",
+            });
+        }
+        Ok(Self::from_slice(&decoded))
     }
 
     /// Reads a secret from a file, ignoring one trailing newline.
@@ -144,7 +155,7 @@ impl Clone for MasterSecret {
 
 impl PartialEq for MasterSecret {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes.ct_eq(&*other.bytes).into()
+        self.bytes[..].ct_eq(&other.bytes[..]).into()
     }
 }
 

@@ -60,6 +60,8 @@
 
 mod config;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod persist;
 mod sandbox;
 mod shard;

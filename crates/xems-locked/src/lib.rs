@@ -73,7 +73,8 @@ impl<T> Locked<T> {
         let _ = unsafe { rustix::mm::madvise(raw.cast(), size, rustix::mm::Advice::LinuxDontDump) };
         if !locked && !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "could not lock key material in memory (RLIMIT_MEMLOCK too small?); keys may be swapped to disk"
+                "could not lock key material in memory (RLIMIT_MEMLOCK too small? raise it with `ulimit -l` or \
+                 systemd LimitMEMLOCK=); running on, but keys may be swapped to disk"
             );
         }
         Locked { ptr, layout, locked }

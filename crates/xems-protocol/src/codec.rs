@@ -6,6 +6,8 @@
 //! server still answers it with exactly one response (the host matches
 //! responses by order).
 
+use zeroize::Zeroize;
+
 /// The default longest line: 16 MiB (a 10 MiB value, escaped, fits).
 pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
 
@@ -59,14 +61,36 @@ impl LineBuffer {
     }
 
     /// Appends input bytes.
+    ///
+    /// Lines hold tokens and values in plaintext, so no byte of a line is
+    /// left behind: returned lines are zeroed when dropped from the buffer,
+    /// and growing the buffer zeroes the old allocation (a plain `Vec`
+    /// growth would free it with its contents).
     pub fn extend(&mut self, bytes: &[u8]) {
         if self.start > 0 {
-            // Drop the lines already returned; only the partial line is moved.
-            self.buf.drain(..self.start);
+            // Drop the lines already returned; only the partial line is
+            // moved, and the bytes it vacates are zeroed.
+            let keep = self.buf.len() - self.start;
+            self.buf.copy_within(self.start.., 0);
+            self.buf[keep..].zeroize();
+            self.buf.truncate(keep);
             self.scanned -= self.start;
             self.start = 0;
         }
+        if self.buf.capacity() - self.buf.len() < bytes.len() {
+            let wanted = (self.buf.len() + bytes.len()).max(self.buf.capacity() * 2);
+            self.reallocate(wanted);
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Moves the contents to a new allocation of `capacity` bytes and zeroes
+    /// the old one.
+    fn reallocate(&mut self, capacity: usize) {
+        let mut grown = Vec::with_capacity(capacity);
+        grown.extend_from_slice(&self.buf);
+        let mut old = std::mem::replace(&mut self.buf, grown);
+        old.zeroize();
     }
 
     /// Whether a partial line (or a discarded over-long one) is pending.
@@ -92,9 +116,12 @@ impl LineBuffer {
                 let partial = self.buf.len() - self.start;
                 if partial > self.max {
                     *self.discarded.get_or_insert(0) += partial;
+                    self.buf[self.start..].zeroize();
                     self.buf.truncate(self.start);
                     self.scanned = self.start;
-                    self.buf.shrink_to(64 * 1024);
+                    if self.buf.capacity() > 64 * 1024 {
+                        self.reallocate(self.buf.len().max(64 * 1024));
+                    }
                 }
                 None
             }
@@ -121,6 +148,13 @@ impl LineBuffer {
             line = rest;
         }
         if line.len() > self.max { Frame::TooLong { len: line.len() } } else { Frame::Line(line) }
+    }
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        // The whole capacity: returned lines and partial ones.
+        self.buf.zeroize();
     }
 }
 

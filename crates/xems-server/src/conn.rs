@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use xems_core::SessionStore;
 use xems_protocol::{Command, DecodeError, Frame, LineBuffer, RequestError, Response, decode_request, encode_response};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::handler::handle;
 
@@ -138,9 +138,13 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut session = Session { store, cfg, authenticated: !(require_auth && cfg.auth_token.is_some()), close: false };
+    // Request lines and answers hold tokens and values in plaintext: every
+    // buffer is wiped after use (the used part, so the cost follows the
+    // traffic) and in full when the connection ends, so freed memory keeps
+    // no copies. `LineBuffer` wipes its own.
     let mut lines = LineBuffer::new(cfg.max_line);
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
     tokio::pin!(auth_deadline);
     loop {
@@ -149,7 +153,7 @@ where
             () = shutdown.cancelled() => break,
             () = &mut auth_deadline, if !session.authenticated => {
                 tracing::info!("closing a connection that did not authenticate in time");
-                out.clear();
+                wipe(&mut out);
                 encode_response(&Response::error("unauthorized", "no auth within the time limit; closing"), &mut out);
                 writer.write_all(&out).await?;
                 writer.flush().await?;
@@ -163,33 +167,54 @@ where
             if let Some(frame) = lines.finish() {
                 let resp = session.answer(frame).await;
                 encode_response(&resp, &mut out);
+                forget(resp);
             }
             writer.write_all(&out).await?;
             writer.flush().await?;
             break;
         }
         lines.extend(&chunk[..n]);
+        chunk[..n].zeroize();
         while let Some(frame) = lines.next_frame() {
             let resp = session.answer(frame).await;
             encode_response(&resp, &mut out);
+            forget(resp);
             if session.close {
                 break;
             }
             if out.len() >= 1024 * 1024 {
                 writer.write_all(&out).await?;
-                out.clear();
+                wipe(&mut out);
             }
         }
         if !out.is_empty() {
             writer.write_all(&out).await?;
-            out.clear();
+            wipe(&mut out);
         }
+        crate::harden::scrub_stack::<{ crate::harden::REQUEST_STACK_SCRUB }>();
         writer.flush().await?;
         if session.close {
             break;
         }
     }
     Ok(())
+}
+
+/// Empties a buffer that held plaintext, zeroing the bytes it held (not its
+/// whole capacity: the cost follows the traffic).
+fn wipe(buf: &mut Vec<u8>) {
+    buf.as_mut_slice().zeroize();
+    buf.clear();
+}
+
+/// Drops an encoded response, zeroing the value and token it carried.
+fn forget(mut resp: Response) {
+    if let Some(data) = resp.data.as_mut() {
+        data.zeroize();
+    }
+    if let Some(token) = resp.new_token.as_mut() {
+        token.zeroize();
+    }
 }
 
 #[cfg(test)]

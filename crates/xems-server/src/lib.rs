@@ -13,6 +13,7 @@
 pub mod cli;
 mod conn;
 mod handler;
+pub mod harden;
 mod net;
 pub mod vault_cmd;
 

@@ -28,7 +28,9 @@ impl TestHooks for EngineHooks {
 }
 
 fn main() -> ExitCode {
-    let cfg = match Config::from_env() {
+    // First, before any secret is read: no core dumps, no same-user ptrace.
+    let hardening_failures = xems_server::harden::disable_core_dumps();
+    let mut cfg = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("xems: {e}");
@@ -36,6 +38,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg.log);
+    for failure in &hardening_failures {
+        tracing::warn!("{failure}");
+    }
     if let Some((command, path)) = &cfg.vault_tool {
         return match cfg.vault_options() {
             Ok(opts) => xems_server::vault_cmd::run(command, path, opts),
@@ -116,6 +121,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The engine and the vault hold derived keys now; the master secrets
+    // are zeroized here rather than kept for the life of the process.
+    cfg.secret = None;
+    cfg.previous_secret = None;
+    // Parsing the secret and deriving keys left copies in dead stack frames.
+    xems_server::harden::scrub_stack::<{ 512 * 1024 }>();
     let test_hooks =
         test_clock.map(|clock| Arc::new(EngineHooks { engine: store.clone(), clock }) as Arc<dyn TestHooks>);
 

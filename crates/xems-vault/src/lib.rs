@@ -56,6 +56,8 @@
 mod codec;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod journal;
 mod keys;
 mod lock;

@@ -148,3 +148,18 @@ async fn works_with_a_store_chosen_at_run_time() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.set_cookie().is_some());
 }
+
+/// Tokens travel in the cookie or the header only: one in the URL (where
+/// it would land in access logs, history and Referer headers) is ignored.
+#[tokio::test]
+async fn a_token_in_the_url_is_ignored() {
+    let (engine, _clock) = engine();
+    let app = app(layer_for(engine).with_auto_rotation(false));
+    let token = login_cookie(&app, "42").await;
+    for path in [format!("/me?{COOKIE}={token}"), format!("/me?token={token}"), format!("/me?{HEADER}={token}")] {
+        let r = send(&app, "GET", &path, &Auth::None, "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(r.set_cookie().is_none() && r.header_token().is_none());
+    }
+    assert_eq!(send(&app, "GET", "/me", &Auth::Cookie(token), "").await.status, StatusCode::OK);
+}

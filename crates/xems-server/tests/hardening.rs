@@ -1,0 +1,156 @@
+//! Process hardening of the real `xems` binary: no core dumps, not
+//! dumpable, and a clear warning (not a crash) when key pages cannot be
+//! locked in memory.
+//!
+//! The server runs as an unprivileged user (`nobody`) when the tests run as
+//! root (as CI does), so that the effects of a cleared dumpable flag are
+//! observable: the kernel then makes `/proc/<pid>/*` owned by root instead
+//! of the process's user.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, wait_timeout};
+
+/// `nobody` on Debian.
+const NOBODY: u32 = 65534;
+
+/// The user the server runs as: `nobody` under root, otherwise ourselves.
+fn server_uid() -> u32 {
+    let me = rustix::process::getuid().as_raw();
+    if me == 0 { NOBODY } else { me }
+}
+
+/// The binary, copied where `nobody` can run it (the build directory may sit
+/// under a home directory only root can enter, as `/root` is).
+fn bin() -> &'static str {
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    let (_, path) = COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("xems");
+        std::fs::copy(BIN, &path).expect("copy the xems binary");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    });
+    path
+}
+
+fn command(program: &str) -> Command {
+    let mut c = Command::new(program);
+    if rustix::process::getuid().is_root() {
+        c.uid(NOBODY).gid(NOBODY);
+    }
+    c.env_remove("XEMS_SECRET").env_remove("XEMS_SECRET_FILE").current_dir("/");
+    c
+}
+
+/// The uid of the process, from `/proc/<pid>/status`.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Checks what a hardened process looks like from outside.
+fn assert_hardened(pid: u32) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).expect("core line");
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "soft and hard RLIMIT_CORE must be 0: {core}");
+    // The process runs as an unprivileged user, yet its /proc files belong to
+    // root: what the kernel does for a process that is not dumpable.
+    assert_eq!(uid_of(pid), server_uid());
+    assert_ne!(server_uid(), 0, "the server must run unprivileged for this check");
+    for file in ["environ", "mem", "maps"] {
+        let owner = std::fs::metadata(format!("/proc/{pid}/{file}")).expect("stat").uid();
+        assert_eq!(owner, 0, "/proc/{pid}/{file} is owned by {owner}: the process is still dumpable");
+    }
+}
+
+#[test]
+fn stdio_sidecar_is_not_dumpable() {
+    let mut child = command(bin())
+        .env("XEMS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xems");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("pong"), "{line:?}");
+    assert_hardened(child.id());
+    drop(stdin);
+    assert!(wait_timeout(&mut child, Duration::from_secs(10)).success());
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_is_not_dumpable() {
+    let mut child = command(bin())
+        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+        .env("XEMS_AUTH_TOKEN", common::TOKEN)
+        .env("XEMS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xems serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let server = Serve(child);
+    let start = Instant::now();
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "xems serve exited before listening");
+        assert!(start.elapsed() < Duration::from_secs(20), "xems serve did not start");
+    }
+    assert_hardened(server.0.id());
+}
+
+/// With `RLIMIT_MEMLOCK` 0 the key pages cannot be locked: the server still
+/// serves, and says so once on stderr.
+#[test]
+fn unlockable_keys_warn_once_and_keep_working() {
+    let mut child = command("prlimit")
+        .args(["--memlock=0:0", "--", bin()])
+        .env("XEMS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit (Debian package util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"action\":\"create_session\",\"sandbox\":\"s\",\"value\":\"v\"}\n{\"action\":\"ping\"}\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}; stderr:\n{stderr}", out.status);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains("new_token") && stdout.contains("pong"), "{stdout}");
+    let warnings = stderr.lines().filter(|l| l.contains("could not lock key material")).count();
+    assert_eq!(warnings, 1, "exactly one warning about unlocked keys; stderr:\n{stderr}");
+    assert!(stderr.contains("RLIMIT_MEMLOCK"), "the warning names the limit: {stderr}");
+}
