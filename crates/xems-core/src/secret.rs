@@ -9,6 +9,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use xems_locked::Locked;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Why a secret was refused.
@@ -56,9 +57,11 @@ pub enum SecretError {
 /// assert!(err.to_string().contains("got 9"));
 /// ```
 pub struct MasterSecret {
-    /// On the heap, so that moving a secret (or a configuration holding one)
-    /// copies a pointer and leaves no copy of the bytes in a stack frame.
-    bytes: Box<Zeroizing<[u8; 32]>>,
+    /// In locked pages excluded from core dumps and wiped on drop (like the
+    /// derived keys), off the stack: moving a secret (or a configuration
+    /// holding one) copies a pointer and leaves no copy of the bytes in a
+    /// stack frame. The vault keeps its keyring for as long as it runs.
+    bytes: Locked<[u8; 32]>,
     id: KeyId,
 }
 
@@ -72,10 +75,10 @@ impl MasterSecret {
 
     /// A secret from exactly 32 bytes, copied straight to the heap.
     fn from_slice(bytes: &[u8]) -> Self {
-        let mut boxed = Box::new(Zeroizing::new([0u8; 32]));
-        boxed.copy_from_slice(bytes);
-        let id = KeyId::of(&boxed);
-        MasterSecret { bytes: boxed, id }
+        let mut locked = Locked::new([0u8; 32]);
+        locked.copy_from_slice(bytes);
+        let id = KeyId::of(&locked);
+        MasterSecret { bytes: locked, id }
     }
 
     /// A fresh random secret from the operating system.
@@ -149,7 +152,7 @@ impl MasterSecret {
 
 impl Clone for MasterSecret {
     fn clone(&self) -> Self {
-        MasterSecret { bytes: self.bytes.clone(), id: self.id }
+        Self::from_slice(&self.bytes[..])
     }
 }
 

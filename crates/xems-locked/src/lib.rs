@@ -20,7 +20,7 @@
 
 use std::alloc::{self, Layout};
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -93,6 +93,15 @@ impl<T> Deref for Locked<T> {
         // SAFETY: `ptr` points at the `T` written in `new`, alive until
         // `drop`; we only hand out shared references.
         unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> DerefMut for Locked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: `ptr` points at the `T` written in `new`, alive until
+        // `drop`; `&mut self` proves this is the only reference, as with
+        // `Box<T>`.
+        unsafe { self.ptr.as_mut() }
     }
 }
 
