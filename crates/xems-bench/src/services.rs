@@ -156,33 +156,19 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("redis-server on port {} exited at start ({status}); its log:\n{}", self.port, self.log_tail());
-            }
-            if let Ok(mut c) = Conn::connect(self.addr(), Duration::from_millis(200))
-                && let Ok(Reply::Simple(s)) = c.cmd(&[b"PING"])
-                && s == "PONG"
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "redis-server on port {} did not answer PING within {timeout:?}; its log:\n{}",
-                    self.port,
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("redis-server on port {}", self.port);
+        let log = self.dir.path().join("redis.log");
+        let ping = |s: &Self| {
+            let reply =
+                Conn::connect(s.addr(), Duration::from_millis(200)).ok().and_then(|mut c| c.cmd(&[b"PING"]).ok());
+            matches!(reply, Some(Reply::Simple(r)) if r == "PONG")
+        };
+        wait_until_ready(self, |s| &mut s.child, &what, &log, timeout, ping)
     }
 
     /// The end of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        log_tail(&self.dir.path().join("redis.log"))
     }
 
     /// Its address.
@@ -274,33 +260,19 @@ impl XemsServer {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("xems serve exited at start ({status}); its log:\n{}", self.log_tail());
-            }
-            if let Ok(mut c) = self.connect()
-                && let Ok(lines) = c.exchange(&[br#"{"action":"ping"}"#.to_vec()])
-                && lines[0].contains("pong")
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "xems serve on port {} did not answer within {timeout:?}; its log:\n{}",
-                    self.port,
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("xems serve on port {}", self.port);
+        let log = self.dir.path().join("xems.log");
+        let ping = |s: &Self| {
+            s.connect()
+                .and_then(|mut c| c.exchange(&[br#"{"action":"ping"}"#.to_vec()]))
+                .is_ok_and(|lines| lines[0].contains("pong"))
+        };
+        wait_until_ready(self, |s| &mut s.child, &what, &log, timeout, ping)
     }
 
     /// The end of the server's log.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("xems.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        log_tail(&self.dir.path().join("xems.log"))
     }
 
     /// Its address.
@@ -584,4 +556,36 @@ fn pinned_command(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> C
         }
         None => Command::new(program),
     }
+}
+
+/// Polls `ready` every 20 ms until it answers true, the child exits, or
+/// `timeout` passes; the errors quote the end of the child's log.
+fn wait_until_ready<S>(
+    server: &mut S,
+    child: impl Fn(&mut S) -> &mut Child,
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+    ready: impl Fn(&S) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child(server).try_wait()? {
+            bail!("{what} exited at start ({status}); its log:\n{}", log_tail(log));
+        }
+        if ready(server) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not answer within {timeout:?}; its log:\n{}", log_tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last 15 lines of a log file (empty if it cannot be read).
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
