@@ -333,45 +333,10 @@ impl Backend for ServerBackend {
 
 // ---------------------------------------------------------------- the runs
 
-/// Every case of the conformance suite (checked against the testkit's
-/// source below, so a new case cannot be missed).
-macro_rules! all_cases {
-    ($backend:ty; $($case:ident),* $(,)?) => {{
-        let names: &[&str] = &[$(stringify!($case)),*];
-        $( xems_testkit::cases::$case::<$backend>().await; )*
-        names
-    }};
-}
-
+/// Every case of the conformance suite, in turn (checked against the
+/// testkit's source below, so a new case cannot be missed).
 async fn run_suite<B: Backend>() -> &'static [&'static str] {
-    all_cases!(B;
-        create_then_resolve,
-        caller_keys_set_get_del_exists,
-        unknown_addresses,
-        sandboxes_are_isolated,
-        bad_input_is_a_clear_error,
-        rotation_mints_one_successor_and_grace_returns_it,
-        reuse_after_grace_revokes_the_session,
-        reuse_policy_can_refuse_only_the_token,
-        zero_grace_retires_at_once,
-        concurrent_resolves_converge_on_one_successor,
-        dashboard_burst_never_fails,
-        interval_rotation_follows_the_store_clock,
-        rotation_keeps_identity_and_lifetime,
-        ttl_exact_expiry_instant,
-        ttl_is_capped_at_five_days,
-        idle_versus_absolute_lifetime,
-        refresh_and_touch,
-        migrate_is_atomic,
-        update_if_is_compare_and_set,
-        concurrent_update_if_loses_nothing,
-        subjects_list_and_revoke,
-        limit_refuses_when_full,
-        limit_evicts_soonest_expiring,
-        flooding_one_sandbox_spares_the_others,
-        oversized_values_are_refused,
-        expired_records_are_reclaimed,
-    )
+    xems_testkit::conformance_suite!(@run_all B)
 }
 
 /// A scenario with the marker everywhere a secret can be, error paths

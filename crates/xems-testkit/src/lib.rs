@@ -96,9 +96,20 @@ pub async fn stats<S: SessionStore>(store: &S) -> Stats {
 
 /// Generates one `#[tokio::test]` per conformance case for `$backend`.
 #[macro_export]
+///
+/// `conformance_suite!(@run_all Backend)` is an expression instead: it runs
+/// every case in turn (in one async context) and evaluates to their names,
+/// for a harness that must observe the whole suite at once (the log proof
+/// of `xems-server`). The list of cases is written once, here.
 macro_rules! conformance_suite {
     ($backend:ty) => {
-        $crate::conformance_suite!(@cases $backend;
+        $crate::conformance_suite!(@list tests $backend);
+    };
+    (@run_all $backend:ty) => {
+        $crate::conformance_suite!(@list run $backend)
+    };
+    (@list $mode:ident $backend:ty) => {
+        $crate::conformance_suite!(@ $mode $backend;
             create_then_resolve,
             caller_keys_set_get_del_exists,
             unknown_addresses,
@@ -127,7 +138,11 @@ macro_rules! conformance_suite {
             expired_records_are_reclaimed,
         );
     };
-    (@cases $backend:ty; $($case:ident),* $(,)?) => {
+    (@run $backend:ty; $($case:ident),* $(,)?) => {{
+        $( $crate::cases::$case::<$backend>().await; )*
+        &[$(stringify!($case)),*] as &'static [&'static str]
+    }};
+    (@tests $backend:ty; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
