@@ -65,6 +65,46 @@ fn random_keys(n: usize, seed: u64) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// A token or caller key held inline, as the peers hold their keys
+/// (`[u8; 32]`, tower-sessions' 16-byte `Id`): picking one at random costs
+/// the harness one cache miss on every side. A `Vec<String>` would add a
+/// second (the heap text behind the pointer) and an allocation per
+/// rotation, both charged to xems though no server pays them (a request's
+/// token arrives in its own, hot, buffer).
+#[derive(Clone, Copy)]
+pub struct InlineKey {
+    len: u8,
+    bytes: [u8; Self::CAP],
+}
+
+impl std::fmt::Debug for InlineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InlineKey(<{} bytes>)", self.len)
+    }
+}
+
+impl InlineKey {
+    /// The longest key it holds (xems tokens are 44 or 66 characters).
+    pub const CAP: usize = 95;
+
+    /// Holds `text`.
+    ///
+    /// # Panics
+    ///
+    /// `text` is longer than [`Self::CAP`] (a harness bug).
+    pub fn new(text: &str) -> Self {
+        assert!(text.len() <= Self::CAP, "a {}-byte key does not fit", text.len());
+        let mut bytes = [0u8; Self::CAP];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        InlineKey { len: text.len() as u8, bytes }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("built from a str")
+    }
+}
+
 /// The floor: 64 mutex-protected std `HashMap`s, sharded by the key's first
 /// byte.
 #[derive(Debug)]
@@ -210,10 +250,10 @@ fn xems_engine_cases(cfg: &RunConfig, value: &[u8]) -> Option<XemsFigures> {
     for threads in [1, 2] {
         let engine = xems_engine::Engine::new();
         let sandbox = engine.sandbox(SANDBOX).expect("a valid sandbox name");
-        let tokens: Vec<String> = (0..PRELOAD)
-            .map(|_| sandbox.create(value, CreateOptions::new()).expect("create").token.expose().to_owned())
+        let tokens: Vec<InlineKey> = (0..PRELOAD)
+            .map(|_| InlineKey::new(sandbox.create(value, CreateOptions::new()).expect("create").token.expose()))
             .collect();
-        let shares: Vec<Mutex<Vec<String>>> =
+        let shares: Vec<Mutex<Vec<InlineKey>>> =
             (0..threads).map(|t| Mutex::new(tokens.iter().skip(t).step_by(threads).cloned().collect())).collect();
         figures.rows.push(run_threads("xems resolve+rotate (sync)", &cfg.with_threads(threads), |i| {
             let sandbox = &sandbox;
@@ -222,9 +262,9 @@ fn xems_engine_cases(cfg: &RunConfig, value: &[u8]) -> Option<XemsFigures> {
             move || {
                 let idx = rng.below(mine.len());
                 let slot = &mut mine[idx];
-                let r = sandbox.resolve(slot, ResolveOptions::rotating()).expect("resolve").expect("live");
+                let r = sandbox.resolve(slot.as_str(), ResolveOptions::rotating()).expect("resolve").expect("live");
                 if let Some(next) = r.token {
-                    *slot = next.expose().to_owned();
+                    *slot = InlineKey::new(next.expose());
                 }
             }
         }));
@@ -331,21 +371,21 @@ where
     // `preload` live sessions in a fresh store; their tokens.
     let preloaded = |rt: &tokio::runtime::Runtime| {
         let store = make_store();
-        let tokens: Vec<String> = rt.block_on(async {
+        let tokens: Vec<InlineKey> = rt.block_on(async {
             let mut tokens = Vec::with_capacity(preload);
             for _ in 0..preload {
                 let created = store.create(SANDBOX, value, CreateOptions::new()).await.expect("create");
-                tokens.push(created.token.expose().to_owned());
+                tokens.push(InlineKey::new(created.token.expose()));
             }
             tokens
         });
         (store, tokens)
     };
     let (store, tokens) = preloaded(&rt);
-    let caller_keys: Vec<String> = (0..preload).map(|i| format!("user:{i}:session")).collect();
+    let caller_keys: Vec<InlineKey> = (0..preload).map(|i| InlineKey::new(&format!("user:{i}:session"))).collect();
     rt.block_on(async {
         for k in &caller_keys {
-            store.set(SANDBOX, k, value, CreateOptions::new()).await.expect("set");
+            store.set(SANDBOX, k.as_str(), value, CreateOptions::new()).await.expect("set");
         }
     });
 
@@ -354,9 +394,9 @@ where
             let (store, tokens) = (&store, &tokens);
             let mut rng = FastRng::new(400 + i as u64);
             move || {
-                let t = &tokens[rng.below(tokens.len())];
+                let t = tokens[rng.below(tokens.len())];
                 async move {
-                    store.resolve(SANDBOX, t, ResolveOptions::new()).await.expect("resolve").expect("live");
+                    store.resolve(SANDBOX, t.as_str(), ResolveOptions::new()).await.expect("resolve").expect("live");
                 }
             }
         }));
@@ -367,8 +407,8 @@ where
         // away. Each thread rotates its own share of the sessions, always
         // presenting the current token (a well-behaved client).
         let (store, tokens) = preloaded(&rt);
-        let shares: Vec<Mutex<Vec<String>>> =
-            (0..threads).map(|t| Mutex::new(tokens.iter().skip(t).step_by(threads).cloned().collect())).collect();
+        let shares: Vec<Mutex<Vec<InlineKey>>> =
+            (0..threads).map(|t| Mutex::new(tokens.iter().skip(t).step_by(threads).copied().collect())).collect();
         rows.push(run_async_threads("xems resolve+rotate", &cfg.with_threads(threads), |i| {
             let store = &store;
             // Rc<RefCell>: the future must write the successor back, and the
@@ -377,18 +417,17 @@ where
             let mut rng = FastRng::new(500 + i as u64);
             move || {
                 let slot = rng.below(mine.borrow().len());
-                let presented = std::mem::take(&mut mine.borrow_mut()[slot]);
+                let presented = mine.borrow()[slot];
                 let mine = std::rc::Rc::clone(&mine);
                 async move {
                     let r = store
-                        .resolve(SANDBOX, &presented, ResolveOptions::rotating())
+                        .resolve(SANDBOX, presented.as_str(), ResolveOptions::rotating())
                         .await
                         .expect("resolve")
                         .expect("live");
-                    mine.borrow_mut()[slot] = match r.token {
-                        Some(next) => next.expose().to_owned(),
-                        None => presented,
-                    };
+                    if let Some(next) = r.token {
+                        mine.borrow_mut()[slot] = InlineKey::new(next.expose());
+                    }
                 }
             }
         }));
@@ -399,9 +438,9 @@ where
             let (store, keys) = (&store, &caller_keys);
             let mut rng = FastRng::new(600 + i as u64);
             move || {
-                let k = &keys[rng.below(keys.len())];
+                let k = keys[rng.below(keys.len())];
                 async move {
-                    store.set(SANDBOX, k, value, CreateOptions::new()).await.expect("set");
+                    store.set(SANDBOX, k.as_str(), value, CreateOptions::new()).await.expect("set");
                 }
             }
         }));
@@ -409,9 +448,9 @@ where
             let (store, keys) = (&store, &caller_keys);
             let mut rng = FastRng::new(700 + i as u64);
             move || {
-                let k = &keys[rng.below(keys.len())];
+                let k = keys[rng.below(keys.len())];
                 async move {
-                    store.get(SANDBOX, k).await.expect("get").expect("live");
+                    store.get(SANDBOX, k.as_str()).await.expect("get").expect("live");
                 }
             }
         }));

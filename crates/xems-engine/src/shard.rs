@@ -99,14 +99,37 @@ impl Record {
     }
 }
 
-/// A rotated-away address of a session.
+/// A rotated-away address of a session: 24 bytes, so that the common case
+/// (a few in grace, `retired_window` past it) stays inline in its [`Extra`]
+/// instead of costing a heap buffer and one more cache miss per rotation.
 #[derive(Clone, Copy)]
 struct Retired {
     key: [u8; 16],
-    grace_until: u64,
-    /// A caller key: it has an entry in `keys` to remove with it.
-    caller: bool,
+    /// End of the grace window in ms, and [`RETIRED_CALLER`] when the
+    /// address is a caller key (it has an entry in `keys` to remove with it).
+    until_flags: u64,
 }
+
+/// The caller-key flag of [`Retired::until_flags`] (times stay far below
+/// 2^63 ms).
+const RETIRED_CALLER: u64 = 1 << 63;
+
+impl Retired {
+    fn new(key: [u8; 16], grace_until: u64, caller: bool) -> Self {
+        Retired { key, until_flags: (grace_until & !RETIRED_CALLER) | if caller { RETIRED_CALLER } else { 0 } }
+    }
+
+    fn grace_until(&self) -> u64 {
+        self.until_flags & !RETIRED_CALLER
+    }
+
+    fn caller(&self) -> bool {
+        self.until_flags & RETIRED_CALLER != 0
+    }
+}
+
+/// Retired addresses a session holds without a heap buffer.
+const INLINE_RETIRED: usize = 8;
 
 /// What a session has beyond a plain record.
 struct Extra {
@@ -114,7 +137,7 @@ struct Extra {
     subject: Option<[u8; 16]>,
     /// Retired addresses, oldest first: at most `retired_window` past their
     /// grace, plus every one still in grace (up to `MAX_RETIRED`).
-    retired: SmallVec<[Retired; 4]>,
+    retired: SmallVec<[Retired; INLINE_RETIRED]>,
     /// The current token, sealed, while any retired token is in grace.
     current: Option<SealedToken>,
     /// Rotations so far: the nonce counter of the token seal.
@@ -320,7 +343,7 @@ impl Shard {
             .extras
             .get(record.extra)
             .and_then(|x| x.retired.iter().find(|r| ct_eq(&r.key, &addr.digest)))
-            .map(|r| r.grace_until)
+            .map(Retired::grace_until)
         else {
             return Addr::Missing;
         };
@@ -479,7 +502,7 @@ impl Shard {
             self.key_remove(&record.key);
         }
         if let Some(extra) = self.extras.remove(record.extra) {
-            for r in extra.retired.iter().filter(|r| r.caller) {
+            for r in extra.retired.iter().filter(|r| r.caller()) {
                 self.key_remove(&r.key);
             }
             if let Some(subject) = extra.subject
@@ -528,20 +551,22 @@ impl Shard {
         record.token_born = now;
         let family = record.family();
         let extra = self.extras.get_mut(record.extra).expect("extra was just ensured");
-        extra.retired.push(Retired { key: old_key, grace_until: now + grace_ms, caller: old_caller });
         // Forget the oldest retired addresses beyond the window, but never
         // one still in its grace window (a burst of rotations must not push
         // out a token a concurrent request still carries), up to a hard cap.
+        // Pruned before the push, so a list at its window does not outgrow
+        // its inline room for a moment.
         let mut dropped: SmallVec<[[u8; 16]; 2]> = SmallVec::new();
-        while extra.retired.len() > window {
-            if extra.retired[0].grace_until > now && extra.retired.len() <= MAX_RETIRED {
+        while extra.retired.len() >= window {
+            if extra.retired[0].grace_until() > now && extra.retired.len() < MAX_RETIRED {
                 break;
             }
             let gone = extra.retired.remove(0);
-            if gone.caller {
+            if gone.caller() {
                 dropped.push(gone.key);
             }
         }
+        extra.retired.push(Retired::new(old_key, now + grace_ms, old_caller));
         extra.rotations = extra.rotations.wrapping_add(1);
         let until = extra.current.as_ref().map_or(0, |c| c.until).max(now + grace_ms);
         extra.current = (until > now)
@@ -932,7 +957,7 @@ impl Shard {
             let retired = extra.map_or_else(Vec::new, |x| {
                 x.retired
                     .iter()
-                    .map(|t| RetiredKey { key: t.key, grace_until: t.grace_until, caller_key: t.caller })
+                    .map(|t| RetiredKey { key: t.key, grace_until: t.grace_until(), caller_key: t.caller() })
                     .collect()
             });
             let current = extra
@@ -1006,11 +1031,7 @@ impl Shard {
         let extra = self.extra_mut(slot);
         extra.created_at = img.created_at;
         extra.subject = img.subject;
-        extra.retired = img
-            .retired
-            .iter()
-            .map(|r| Retired { key: r.key, grace_until: r.grace_until, caller: r.caller_key })
-            .collect();
+        extra.retired = img.retired.iter().map(|r| Retired::new(r.key, r.grace_until, r.caller_key)).collect();
         if let Some((token, until)) = img.current.as_ref().filter(|(_, until)| *until > now) {
             // Rotation 0 is never used by a live rotation (they count from
             // 1), so this nonce is fresh under this process's key.
