@@ -34,6 +34,7 @@ use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
 use crate::persist::{Change, Image, Journal, Put, RetiredKey, Ticket};
+use crate::retired::{Retired, RetiredList};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
 use crate::slab::Slab;
 use crate::wheel::{BucketId, Wheel};
@@ -99,45 +100,13 @@ impl Record {
     }
 }
 
-/// A rotated-away address of a session: 24 bytes, so that the common case
-/// (a few in grace, `retired_window` past it) stays inline in its [`Extra`]
-/// instead of costing a heap buffer and one more cache miss per rotation.
-#[derive(Clone, Copy)]
-struct Retired {
-    key: [u8; 16],
-    /// End of the grace window in ms, and [`RETIRED_CALLER`] when the
-    /// address is a caller key (it has an entry in `keys` to remove with it).
-    until_flags: u64,
-}
-
-/// The caller-key flag of [`Retired::until_flags`] (times stay far below
-/// 2^63 ms).
-const RETIRED_CALLER: u64 = 1 << 63;
-
-impl Retired {
-    fn new(key: [u8; 16], grace_until: u64, caller: bool) -> Self {
-        Retired { key, until_flags: (grace_until & !RETIRED_CALLER) | if caller { RETIRED_CALLER } else { 0 } }
-    }
-
-    fn grace_until(&self) -> u64 {
-        self.until_flags & !RETIRED_CALLER
-    }
-
-    fn caller(&self) -> bool {
-        self.until_flags & RETIRED_CALLER != 0
-    }
-}
-
-/// Retired addresses a session holds without a heap buffer.
-const INLINE_RETIRED: usize = 8;
-
 /// What a session has beyond a plain record.
 struct Extra {
     created_at: u64,
     subject: Option<[u8; 16]>,
     /// Retired addresses, oldest first: at most `retired_window` past their
     /// grace, plus every one still in grace (up to `MAX_RETIRED`).
-    retired: SmallVec<[Retired; INLINE_RETIRED]>,
+    retired: RetiredList,
     /// The current token, sealed, while any retired token is in grace.
     current: Option<SealedToken>,
     /// Rotations so far: the nonce counter of the token seal.
@@ -380,7 +349,7 @@ impl Shard {
             r.extra = self.extras.insert(Extra {
                 created_at: r.token_born,
                 subject: None,
-                retired: SmallVec::new(),
+                retired: RetiredList::default(),
                 current: None,
                 rotations: 0,
             });
@@ -558,15 +527,15 @@ impl Shard {
         // its inline room for a moment.
         let mut dropped: SmallVec<[[u8; 16]; 2]> = SmallVec::new();
         while extra.retired.len() >= window {
-            if extra.retired[0].grace_until() > now && extra.retired.len() < MAX_RETIRED {
+            if extra.retired.front().is_some_and(|r| r.grace_until() > now) && extra.retired.len() < MAX_RETIRED {
                 break;
             }
-            let gone = extra.retired.remove(0);
+            let Some(gone) = extra.retired.pop_front() else { break };
             if gone.caller() {
                 dropped.push(gone.key);
             }
         }
-        extra.retired.push(Retired::new(old_key, now + grace_ms, old_caller));
+        extra.retired.push_back(Retired::new(old_key, now + grace_ms, old_caller));
         extra.rotations = extra.rotations.wrapping_add(1);
         let until = extra.current.as_ref().map_or(0, |c| c.until).max(now + grace_ms);
         extra.current = (until > now)
