@@ -117,7 +117,7 @@ mod tests {
     use super::*;
 
     fn r(n: u8) -> Retired {
-        Retired::new([n; 16], u64::from(n), n % 2 == 0)
+        Retired::new([n; 16], u64::from(n), n.is_multiple_of(2))
     }
 
     #[test]
@@ -133,7 +133,7 @@ mod tests {
         for n in 0..20 {
             assert_eq!(list.front().map(|x| x.key[0]), Some(n));
             let x = list.pop_front().unwrap();
-            assert_eq!((x.key[0], x.grace_until(), x.caller()), (n, u64::from(n), n % 2 == 0));
+            assert_eq!((x.key[0], x.grace_until(), x.caller()), (n, u64::from(n), n.is_multiple_of(2)));
         }
         assert!(list.pop_front().is_none() && list.front().is_none());
     }
