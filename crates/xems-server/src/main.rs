@@ -162,7 +162,12 @@ fn main() -> ExitCode {
         match cfg.serve {
             None => {
                 tracing::info!("stdio sidecar ready");
-                let r = serve_connection(&store, &conn, false, tokio::io::stdin(), tokio::io::stdout(), shutdown).await;
+                let r = match stdio_pipes() {
+                    Some((input, output)) => serve_connection(&store, &conn, false, input, output, shutdown).await,
+                    None => {
+                        serve_connection(&store, &conn, false, tokio::io::stdin(), tokio::io::stdout(), shutdown).await
+                    }
+                };
                 match r {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -334,4 +339,19 @@ fn init_logging(filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Stdin and stdout as non-blocking pipes on the runtime's own event loop,
+/// when both are pipes (as when the XyPriss host spawns the sidecar).
+/// `tokio::io::stdin`/`stdout` hand every read and write to a blocking
+/// thread and wake the runtime back, which costs two thread hops per request
+/// at depth 1. `None` (a terminal, a file, a socket): use those instead.
+fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    use std::os::fd::AsFd;
+    let input = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let output = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let input = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(input)).ok()?;
+    let output = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(output)).ok()?;
+    tracing::debug!("stdin and stdout are pipes: serving them on the event loop");
+    Some((input, output))
 }
