@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 pub use apps::Case;
 pub use load::{LoadConfig, LoadOutcome};
-pub use machine::Machine;
+pub use machine::{Machine, cpu_busy_percent};
 
 /// The targets of issue 4: xems rotating on every request against
 /// tower-sessions (which never rotates) and against no sessions at all.
