@@ -121,7 +121,7 @@ fn serve_is_not_dumpable() {
     // Every line is read (and kept for the log capture) until the server
     // exits; the test waits for the one that says it listens.
     let (listening, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let tee = xems_testkit::logs::Tee::new("serve");
         for line in stderr.lines() {
             let Ok(line) = line else { break };
@@ -133,6 +133,9 @@ fn serve_is_not_dumpable() {
     });
     rx.recv_timeout(Duration::from_secs(20)).expect("xems serve did not start listening");
     assert_hardened(server.0.id());
+    // Killed: its last lines reach the capture before the test ends.
+    drop(server);
+    reader.join().expect("stderr reader");
 }
 
 /// With `RLIMIT_MEMLOCK` 0 the key pages cannot be locked: the server still

@@ -96,6 +96,9 @@ pub struct Server {
     pub unix: Option<PathBuf>,
     pub stderr: Arc<Mutex<String>>,
     pub dir: tempfile::TempDir,
+    /// Reads stderr to its end; joined on drop, so the last lines reach
+    /// the log capture before the test process can exit.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -127,7 +130,7 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
         let tee = xems_testkit::logs::Tee::new("serve");
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -154,7 +157,7 @@ impl Server {
             assert!(start.elapsed() < Duration::from_secs(20), "no unix listener; stderr:\n{}", log.lock().unwrap());
             std::thread::sleep(Duration::from_millis(5));
         }
-        Server { child, tcp: Some(addr), unix: Some(sock.to_path_buf()), stderr: log, dir }
+        Server { child, tcp: Some(addr), unix: Some(sock.to_path_buf()), stderr: log, dir, reader: Some(reader) }
     }
 
     pub fn tcp(&self) -> &str {
@@ -191,6 +194,9 @@ impl Drop for Server {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 }
