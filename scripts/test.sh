@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Installs what the tests need when it is
 # missing (Debian packages; run as root or with sudo), then checks formatting,
-# lints, docs, every test, and smoke-runs every benchmark in quick mode.
+# lints, docs, every test (under TRACE log capture, then a scan of every
+# captured line for leaks), and smoke-runs every benchmark in quick mode.
 #
 #   ./scripts/test.sh            everything
 #   XEMS_SKIP_BENCH=1 ./scripts/test.sh   everything but the quick benchmarks
@@ -36,8 +37,20 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test"
-cargo test --workspace --all-features
+step "cargo test (every log line captured at TRACE)"
+# Every test binary, and every xems / xems-portal process a test starts, logs
+# at TRACE into this directory (crates/xems-testkit/src/logs.rs); then
+# xems-logscan fails on any token-shaped string, test secret or leak marker
+# in any line, and on a capture too thin to prove anything.
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+log_dir="$target_dir/test-logs"
+rm -rf "$log_dir"
+mkdir -p "$log_dir"
+XEMS_TEST_LOG_DIR="$log_dir" cargo test --workspace --all-features
+
+step "scan of the captured logs: no token, secret or marker"
+cargo run -q -p xems-testkit --bin xems-logscan -- "$log_dir"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features

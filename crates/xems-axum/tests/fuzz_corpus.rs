@@ -5,6 +5,7 @@
 
 #[test]
 fn cookie_corpus_never_panics() {
+    xems_testkit::logs::capture();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/cookie");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))

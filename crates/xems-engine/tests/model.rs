@@ -224,8 +224,9 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        xems_testkit::logs::capture();
         let clock = MockClock::new(Timestamp::from_millis(1_800_000_000_000));
-        let engine = Engine::builder().clock(clock.clone()).sweep_interval(None).audit_log(false).build().unwrap();
+        let engine = Engine::builder().clock(clock.clone()).sweep_interval(None).build().unwrap();
         let sandboxes = SANDBOXES.iter().map(|s| engine.sandbox(s).unwrap()).collect();
         World {
             engine,

@@ -51,6 +51,7 @@ impl Journal for Replay {
 }
 
 fn engine(clock: &MockClock, root: [u8; 32], journal: Option<Arc<dyn Journal>>) -> Engine {
+    xems_testkit::logs::capture();
     let mut b = Engine::builder().clock(clock.clone()).sweep_interval(None).key_root(Zeroizing::new(root));
     if let Some(j) = journal {
         b = b.journal(j);

@@ -12,6 +12,7 @@ fn engine(clock: &MockClock) -> Engine {
 }
 
 fn clock() -> MockClock {
+    xems_testkit::logs::capture();
     MockClock::new(Timestamp::from_millis(1_800_000_000_000))
 }
 

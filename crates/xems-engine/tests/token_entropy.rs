@@ -8,6 +8,7 @@ use xems_engine::Engine;
 
 #[tokio::test]
 async fn tokens_carry_a_256_bit_random_verifier() {
+    xems_testkit::logs::capture();
     let engine = Engine::builder().audit_log(false).sweep_interval(None).build().unwrap();
     const N: usize = 4000;
     let mut verifiers = std::collections::HashSet::new();

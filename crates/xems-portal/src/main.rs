@@ -103,6 +103,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,xems::audit=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or collector gets plain lines.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     if cli.insecure_cookies && !cli.listen.ip().is_loopback() {

@@ -17,9 +17,12 @@ fn portal() -> Router {
     portal_on().0
 }
 
-/// The portal and a handle on its store.
+/// The portal and a handle on its store (its audit log on: the whole-suite
+/// log capture checks those lines too).
 fn portal_on() -> (Router, xems_engine::Engine) {
-    let engine = xems_engine::Engine::builder().audit_log(false).build().unwrap();
+    xems_testkit::logs::capture();
+    assert_eq!(DEMO_PASSWORD, xems_testkit::secrets::DEMO_PASSWORD, "the log scan looks for the demo password");
+    let engine = xems_engine::Engine::builder().build().unwrap();
     (xems_portal::app(Arc::new(engine.clone()), PortalOptions::new()).unwrap(), engine)
 }
 
@@ -77,7 +80,9 @@ fn wrong(code: &str) -> String {
 #[tokio::test]
 async fn the_whole_flow() {
     let (app, store) = portal_on();
-    let r = call(&app, "POST", "/api/login", None, Some(json!({"email": DEMO_EMAIL, "password": "nope"}))).await;
+    // A wrong password carrying the log scan's marker: no log line may show it.
+    let bad_password = xems_testkit::logs::marked("nope");
+    let r = call(&app, "POST", "/api/login", None, Some(json!({"email": DEMO_EMAIL, "password": bad_password}))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.cookie.is_none());
 

@@ -62,13 +62,16 @@ fn output_dir() -> PathBuf {
 }
 
 fn start_portal() -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xems-portal"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start xems-portal");
+    let mut child = xems_testkit::logs::child(
+        Command::new(env!("CARGO_BIN_EXE_xems-portal"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+        "portal",
+    )
+    .spawn()
+    .expect("start xems-portal");
     let stdout = child.stdout.take().expect("piped stdout");
     let running = Running(child);
     let mut line = String::new();

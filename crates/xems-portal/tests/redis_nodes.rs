@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use xems_redis::testing::{RedisServer, ServerOptions};
 
-const SECRET: &str = "portal-nodes-test-secret-0123456";
+const SECRET: &str = xems_testkit::secrets::PORTAL_NODES;
 
 /// A running portal, killed on drop; its stderr goes to a file so the test
 /// can check it never panicked.
@@ -35,21 +35,25 @@ impl Drop for Portal {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Into the whole-suite log capture, when there is one.
+        xems_testkit::logs::save("portal", &std::fs::read(self.log.path()).unwrap_or_default());
     }
 }
 
 impl Portal {
     fn start(store: &str) -> Portal {
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xems-portal"))
-            .args(["--listen", "127.0.0.1:0", "--store", store])
-            .env("XEMS_SECRET", SECRET)
-            .env_remove("XEMS_SECRET_FILE")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("start xems-portal");
+        let mut child = xems_testkit::logs::traced(
+            Command::new(env!("CARGO_BIN_EXE_xems-portal"))
+                .args(["--listen", "127.0.0.1:0", "--store", store])
+                .env("XEMS_SECRET", SECRET)
+                .env_remove("XEMS_SECRET_FILE")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(log.reopen().unwrap()),
+        )
+        .spawn()
+        .expect("start xems-portal");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("store: redis://"), "the portal did not start: {line:?}");

@@ -46,7 +46,8 @@ fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) 
 async fn the_portal_keeps_its_sessions_in_xems_serve() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("xems.sock");
-    let store = xems_engine::Engine::builder().audit_log(false).build().unwrap();
+    xems_testkit::logs::capture();
+    let store = xems_engine::Engine::builder().build().unwrap();
     let shutdown = CancellationToken::new();
     let cfg = ServeConfig {
         listen: vec![ListenAddr::Unix(socket.clone())],
@@ -66,13 +67,16 @@ async fn the_portal_keeps_its_sessions_in_xems_serve() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xems-portal"))
-        .args(["--listen", "127.0.0.1:0", "--store", &format!("unix://{}", socket.display())])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start xems-portal");
+    let mut child = xems_testkit::logs::child(
+        Command::new(env!("CARGO_BIN_EXE_xems-portal"))
+            .args(["--listen", "127.0.0.1:0", "--store", &format!("unix://{}", socket.display())])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+        "portal",
+    )
+    .spawn()
+    .expect("start xems-portal");
     let stdout = child.stdout.take().unwrap();
     let _portal = Running(child);
     let mut line = String::new();

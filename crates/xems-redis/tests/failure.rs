@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use xems_core::{CreateOptions, MockClock, ResolveOptions, SessionStore};
 use xems_redis::testing::{RedisServer, ServerOptions};
 use xems_testkit::Setup;
+use xems_testkit::logs::marked;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_redis_gives_unavailable_and_the_store_recovers() {
+    xems_testkit::logs::capture();
     let mut server = RedisServer::start_with(ServerOptions { persist: true, ..ServerOptions::default() })
         .expect("start redis-server");
     let clock = MockClock::starting_now();
@@ -20,7 +22,7 @@ async fn stopping_redis_gives_unavailable_and_the_store_recovers() {
         .connect()
         .await
         .unwrap();
-    let created = store.create("active", b"survives", CreateOptions::new()).await.unwrap();
+    let created = store.create("active", marked("survives").as_bytes(), CreateOptions::new()).await.unwrap();
     let token = created.token.expose().to_owned();
     assert!(store.resolve("active", &token, ResolveOptions::new()).await.unwrap().is_some());
 
@@ -51,7 +53,7 @@ async fn stopping_redis_gives_unavailable_and_the_store_recovers() {
         }
     };
     let r = resolved.expect("the session persisted by Redis resolves again");
-    assert_eq!(r.value.as_bytes(), b"survives");
+    assert_eq!(r.value.as_bytes(), marked("survives").as_bytes());
     let next = r.token.expect("and rotates");
     assert!(store.resolve("active", next.expose(), ResolveOptions::new()).await.unwrap().is_some());
     store.create("active", b"new", CreateOptions::new()).await.expect("new sessions after recovery");
@@ -59,6 +61,7 @@ async fn stopping_redis_gives_unavailable_and_the_store_recovers() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_clear_connect_error() {
+    xems_testkit::logs::capture();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -74,6 +77,7 @@ async fn nothing_listening_is_a_clear_connect_error() {
 
 #[tokio::test]
 async fn a_store_without_a_secret_refuses_to_start() {
+    xems_testkit::logs::capture();
     let e = xems_redis::RedisStore::builder("redis://127.0.0.1:1").connect().await.unwrap_err();
     assert!(matches!(e, xems_redis::ConfigError::MissingSecret), "{e}");
     assert!(e.to_string().contains("secret"), "{e}");

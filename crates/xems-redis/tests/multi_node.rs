@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use xems_core::{CreateOptions, Keyring, MasterSecret, MockClock, ResolveOptions, ResolveOutcome, SessionStore};
 use xems_redis::RedisStore;
+use xems_testkit::logs::marked;
 
 async fn node(url: &str, prefix: &str, keyring: Keyring, clock: &MockClock) -> RedisStore {
     RedisStore::builder(url)
@@ -18,7 +19,7 @@ async fn node(url: &str, prefix: &str, keyring: Keyring, clock: &MockClock) -> R
         .prefix(prefix)
         .clock(clock.clone())
         .sweep_interval(None)
-        .audit_log(false)
+        .audit_log(true)
         .connect()
         .await
         .unwrap()
@@ -29,7 +30,7 @@ async fn two_nodes_share_sessions(url: String) {
     let clock = MockClock::starting_now();
     let a = node(&url, &prefix, Keyring::new(common::secret()), &clock).await;
     let b = node(&url, &prefix, Keyring::new(common::secret()), &clock).await;
-    let c = a.create("active", b"shared", CreateOptions::new().with_subject("u1")).await.unwrap();
+    let c = a.create("active", marked("shared").as_bytes(), CreateOptions::new().with_subject("u1")).await.unwrap();
     let r = b.resolve("active", c.token.expose(), ResolveOptions::rotating()).await.unwrap().unwrap();
     assert_eq!(r.outcome, ResolveOutcome::Rotated);
     let t1 = r.token.unwrap();
@@ -81,14 +82,15 @@ async fn secret_rotation_keeps_old_sessions_readable() {
     let prefix = common::fresh_prefix();
     let clock = MockClock::starting_now();
     let old = common::secret();
-    let new = MasterSecret::parse("another-secret-of-exactly-32-by!").unwrap();
+    let new = MasterSecret::parse(xems_testkit::secrets::REDIS_NEXT).unwrap();
     let before = node(&url, &prefix, Keyring::new(old.clone()), &clock).await;
-    let session = before.create("active", b"old value", CreateOptions::new().with_subject("u")).await.unwrap();
+    let session =
+        before.create("active", marked("old value").as_bytes(), CreateOptions::new().with_subject("u")).await.unwrap();
     before.set("active", "caller-key", b"old key", CreateOptions::new()).await.unwrap();
 
     let after = node(&url, &prefix, Keyring::new(new.clone()).with_previous(old).unwrap(), &clock).await;
     let r = after.resolve("active", session.token.expose(), ResolveOptions::rotating()).await.unwrap().unwrap();
-    assert_eq!(r.value.as_bytes(), b"old value", "sealed under the previous secret, still readable");
+    assert_eq!(r.value.as_bytes(), marked("old value").as_bytes(), "sealed under the previous secret, still readable");
     let next = r.token.unwrap();
     assert!(after.resolve("active", next.expose(), ResolveOptions::new()).await.unwrap().is_some());
     assert_eq!(after.get("active", "caller-key").await.unwrap().unwrap().value.as_bytes(), b"old key");

@@ -69,10 +69,11 @@ async fn scan_for(url: &str, needles: &[Vec<u8>]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_holds_no_plaintext_and_no_token() {
+    xems_testkit::logs::capture();
     let server = xems_redis::testing::RedisServer::start().expect("start redis-server");
     let clock = MockClock::starting_now();
     let store = common::builder(&server.url(), &Setup::standard(), &clock).connect().await.unwrap();
-    let value = format!(r#"{{"note":"{MARKER}","user":42}}"#);
+    let value = format!(r#"{{"note":"{MARKER}","log_marker":"{}","user":42}}"#, xems_testkit::logs::MARKER);
     let mut secrets: Vec<String> = Vec::new();
 
     // Sessions with subjects, rotated (a grace window stays open, so the

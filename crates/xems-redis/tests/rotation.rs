@@ -8,13 +8,15 @@ use std::time::Duration;
 use xems_core::{CreateOptions, MockClock, ResolveOptions, ResolveOutcome, SessionStore};
 use xems_redis::RedisStore;
 use xems_testkit::Setup;
+use xems_testkit::logs::marked;
 
 async fn store(clock: &MockClock) -> RedisStore {
     common::builder(&common::standalone().url(), &Setup::standard(), clock).connect().await.unwrap()
 }
 
 async fn chain(s: &RedisStore, clock: &MockClock, n: usize, grace: Duration) -> Vec<String> {
-    let mut tokens = vec![s.create("active", b"v", CreateOptions::new()).await.unwrap().token.expose().to_owned()];
+    let mut tokens =
+        vec![s.create("active", marked("v").as_bytes(), CreateOptions::new()).await.unwrap().token.expose().to_owned()];
     for _ in 0..n {
         let opts = ResolveOptions::rotating().with_grace(grace);
         let r = s.resolve("active", tokens.last().unwrap(), opts).await.unwrap().unwrap();

@@ -65,14 +65,17 @@ impl Backend for ServerBackend {
                 if s.evict_soonest { "evict-soonest-expiring" } else { "refuse" }
             ));
         }
-        let child = Command::new(common::BIN)
-            .args(&args)
-            .env("XEMS_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn xems serve");
+        let child = xems_testkit::logs::child(
+            Command::new(common::BIN)
+                .args(&args)
+                .env("XEMS_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+            "serve",
+        )
+        .spawn()
+        .expect("spawn xems serve");
         let url = format!("unix://{}", sock.display());
         let start = Instant::now();
         let client = loop {

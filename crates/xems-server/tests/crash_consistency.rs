@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{BIN, LineConn, Server};
 use serde_json::Value as Json;
 
-const SECRET: &str = "crash-test-secret-0123456789abcd";
+const SECRET: &str = xems_testkit::secrets::CRASH;
 
 /// A small xorshift generator, seeded per run (the seed is printed).
 struct Rng(u64);
@@ -196,10 +196,9 @@ fn storm(policy: &str, rounds: usize) {
     verify(&server, &acked.lock().unwrap());
     assert!(server.terminate().success());
     // The offline checker agrees.
-    let out = std::process::Command::new(BIN)
-        .args(["vault", "verify", vault.to_str().unwrap(), "--secret", SECRET, "--log", "error"])
-        .output()
-        .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["vault", "verify", vault.to_str().unwrap(), "--secret", SECRET]).env("XEMS_LOG", "error");
+    let out = xems_testkit::logs::output(&mut cmd, "vault-verify").unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("{policy}: {rounds} kills, {total_writes} acknowledged writes, all present");
 }

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{BIN, wait_timeout};
 
@@ -77,13 +77,12 @@ fn assert_hardened(pid: u32) {
 
 #[test]
 fn stdio_sidecar_is_not_dumpable() {
-    let mut child = command(bin())
-        .env("XEMS_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xems");
+    let mut child = xems_testkit::logs::child(
+        command(bin()).env("XEMS_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()),
+        "sidecar",
+    )
+    .spawn()
+    .expect("spawn xems");
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
@@ -106,45 +105,60 @@ impl Drop for Serve {
 
 #[test]
 fn serve_is_not_dumpable() {
-    let mut child = command(bin())
-        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
-        .env("XEMS_AUTH_TOKEN", common::TOKEN)
-        .env("XEMS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xems serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = xems_testkit::logs::traced(
+        command(bin())
+            .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+            .env("XEMS_AUTH_TOKEN", common::TOKEN)
+            .env("XEMS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .expect("spawn xems serve");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
     let server = Serve(child);
-    let start = Instant::now();
-    let mut line = String::new();
-    while !line.contains("listening") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "xems serve exited before listening");
-        assert!(start.elapsed() < Duration::from_secs(20), "xems serve did not start");
-    }
+    // Every line is read (and kept for the log capture) until the server
+    // exits; the test waits for the one that says it listens.
+    let (listening, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let tee = xems_testkit::logs::Tee::new("serve");
+        for line in stderr.lines() {
+            let Ok(line) = line else { break };
+            tee.line(&line);
+            if line.contains("listening") {
+                let _ = listening.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("xems serve did not start listening");
     assert_hardened(server.0.id());
+    // Killed: its last lines reach the capture before the test ends.
+    drop(server);
+    reader.join().expect("stderr reader");
 }
 
 /// With `RLIMIT_MEMLOCK` 0 the key pages cannot be locked: the server still
 /// serves, and says so once on stderr.
 #[test]
 fn unlockable_keys_warn_once_and_keep_working() {
-    let mut child = command("prlimit")
-        .args(["--memlock=0:0", "--", bin()])
-        .env("XEMS_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn prlimit (Debian package util-linux)");
+    let mut child = xems_testkit::logs::traced(
+        command("prlimit")
+            .args(["--memlock=0:0", "--", bin()])
+            .env("XEMS_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .expect("spawn prlimit (Debian package util-linux)");
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"{\"action\":\"create_session\",\"sandbox\":\"s\",\"value\":\"v\"}\n{\"action\":\"ping\"}\n")
         .unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
+    xems_testkit::logs::save("sidecar", &out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}; stderr:\n{stderr}", out.status);

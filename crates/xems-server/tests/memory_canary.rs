@@ -136,18 +136,21 @@ fn no_plaintext_secrets_in_server_memory() {
     let marker = format!("canary-{}", random_hex(16));
     let sandbox = format!("box{}", random_hex(8));
 
-    let mut child = Command::new(common::BIN)
-        .args(["serve", "--listen", &format!("unix://{}", sock.display())])
-        .arg("--secret-file")
-        .arg(&secret_file)
-        .env_remove("XEMS_SECRET")
-        .env_remove("XEMS_AUTH_TOKEN")
-        .env("XEMS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn xems serve");
+    let mut child = xems_testkit::logs::child(
+        Command::new(common::BIN)
+            .args(["serve", "--listen", &format!("unix://{}", sock.display())])
+            .arg("--secret-file")
+            .arg(&secret_file)
+            .env_remove("XEMS_SECRET")
+            .env_remove("XEMS_AUTH_TOKEN")
+            .env("XEMS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "serve",
+    )
+    .spawn()
+    .expect("spawn xems serve");
     let pid = child.id();
     let start = Instant::now();
     let stream = loop {

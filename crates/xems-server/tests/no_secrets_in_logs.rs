@@ -15,6 +15,10 @@
 //! like `"v"` does not match ordinary words), the marker and the master
 //! secret must appear in no log line; and the logs must not be empty (so
 //! the check can fail).
+//!
+//! Under the whole-suite capture (`XEMS_TEST_LOG_DIR`, see
+//! `xems_testkit::logs`) these lines also go to the capture directory, where
+//! `xems-logscan` checks them again by shape with the rest of the suite's.
 
 mod common;
 
@@ -45,39 +49,13 @@ fn record(bytes: &[u8]) {
     }
 }
 
-/// Log lines of this process (engine, client) and of the servers.
-fn in_process_log() -> &'static Mutex<Vec<u8>> {
-    static L: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    L.get_or_init(Default::default)
-}
-
+// The log lines of this process (engine, client) come from the testkit's
+// capture (`xems_testkit::logs::capture_in_memory`, which also writes them to
+// the whole-suite capture directory when there is one); the servers' from
+// their stderr.
 fn server_log() -> &'static Mutex<Vec<u8>> {
     static L: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
     L.get_or_init(Default::default)
-}
-
-struct Capture;
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        in_process_log().lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn init_tracing() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-    });
 }
 
 /// The master secret every store of this test runs under.
@@ -308,10 +286,12 @@ impl Backend for ServerBackend {
             .spawn()
             .expect("spawn xems serve");
         let stderr = child.stderr.take().unwrap();
+        let tee = xems_testkit::logs::Tee::new("serve");
         std::thread::spawn(move || {
             let mut r = BufReader::new(stderr);
             let mut line = Vec::new();
             while r.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+                tee.line(&String::from_utf8_lossy(&line));
                 server_log().lock().unwrap().extend_from_slice(&line);
                 line.clear();
             }
@@ -406,7 +386,7 @@ async fn no_token_secret_or_value_in_any_log_line() {
         .collect();
     in_kit.sort_unstable();
 
-    init_tracing();
+    xems_testkit::logs::capture_in_memory();
     let marker = format!("mark{}", random_hex(12));
 
     let mut ran = run_suite::<EngineBackend>().await.to_vec();
@@ -419,7 +399,7 @@ async fn no_token_secret_or_value_in_any_log_line() {
     // Let the servers' last lines arrive (they are killed with their harness).
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let in_process = in_process_log().lock().unwrap().clone();
+    let in_process = xems_testkit::logs::captured();
     let server = server_log().lock().unwrap().clone();
     let text = String::from_utf8_lossy(&in_process);
     assert!(text.contains("xems::audit"), "the engine's audit lines were not captured");

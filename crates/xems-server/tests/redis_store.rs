@@ -14,7 +14,7 @@ use xems_client::Client;
 use xems_core::{CreateOptions, ResolveOptions, ResolveOutcome, SessionStore, UpdateOutcome};
 use xems_redis::testing::{RedisCluster, RedisServer};
 
-const SECRET: &str = "redis-store-test-secret-01234567";
+const SECRET: &str = xems_testkit::secrets::SERVER_REDIS;
 
 /// A running `xems serve`, killed on drop.
 struct Serve {
@@ -33,16 +33,19 @@ impl Drop for Serve {
 async fn serve(store_url: &str) -> Serve {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("xems.sock");
-    let mut child = Command::new(common::BIN)
-        .args(["serve", "--store", store_url, "--listen"])
-        .arg(format!("unix://{}", sock.display()))
-        .env("XEMS_SECRET", SECRET)
-        .env("XEMS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn xems serve");
+    let mut child = xems_testkit::logs::child(
+        Command::new(common::BIN)
+            .args(["serve", "--store", store_url, "--listen"])
+            .arg(format!("unix://{}", sock.display()))
+            .env("XEMS_SECRET", SECRET)
+            .env("XEMS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "serve",
+    )
+    .spawn()
+    .expect("spawn xems serve");
     let url = format!("unix://{}", sock.display());
     let start = Instant::now();
     let client = loop {
@@ -64,10 +67,11 @@ async fn two_servers_share_sessions_through_one_redis() {
     let a = serve(&redis.url()).await;
     let b = serve(&redis.url()).await;
 
-    let created = a.client.create("web", b"marker-value", CreateOptions::new().with_subject("u1")).await.unwrap();
+    let value = xems_testkit::logs::marked("marker-value");
+    let created = a.client.create("web", value.as_bytes(), CreateOptions::new().with_subject("u1")).await.unwrap();
     let r = b.client.resolve("web", created.token.expose(), ResolveOptions::rotating()).await.unwrap().unwrap();
     assert_eq!(r.outcome, ResolveOutcome::Rotated);
-    assert_eq!(r.value.as_bytes(), b"marker-value");
+    assert_eq!(r.value.as_bytes(), value.as_bytes());
     let next = r.token.expect("rotated");
     // The old token is in its grace window on the other server too, and
     // leads to the same successor.
@@ -122,7 +126,7 @@ fn refused_combinations_exit_2_with_a_message() {
         if secret {
             cmd.env("XEMS_SECRET", SECRET);
         }
-        let out = cmd.output().expect("run xems");
+        let out = xems_testkit::logs::output(&mut cmd, "xems").expect("run xems");
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let listen = "unix:///tmp/xems-redis-store-never-bound.sock";
@@ -133,7 +137,9 @@ fn refused_combinations_exit_2_with_a_message() {
         run(&["serve", "--listen", listen, "--store", "redis://127.0.0.1:1", "--persist", "/tmp/v"], true);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("drop --persist"), "{err}");
-    let (code, err) = run(&["serve", "--listen", listen, "--store", "redis://u:hunter2@127.0.0.1:1"], true);
+    let password = xems_testkit::secrets::REDIS_PASSWORD;
+    let (code, err) =
+        run(&["serve", "--listen", listen, "--store", &format!("redis://u:{password}@127.0.0.1:1")], true);
     assert_eq!(code, Some(2), "an unreachable Redis fails at start: {err}");
-    assert!(err.contains("--store redis://<redacted>@127.0.0.1:1") && !err.contains("hunter2"), "{err}");
+    assert!(err.contains("--store redis://<redacted>@127.0.0.1:1") && !err.contains(password), "{err}");
 }

@@ -161,20 +161,18 @@ fn stale_socket_is_replaced_but_other_files_are_not() {
     assert_json(&c.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
 
     // A second server must not steal the live socket.
-    let out = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", &format!("unix://{}", sock.display())])
-        .output()
-        .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["serve", "--listen", &format!("unix://{}", sock.display())]);
+    let out = xems_testkit::logs::output(&mut cmd, "serve").unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another server is listening"), "{out:?}");
     drop(server);
 
     // A regular file is never removed.
     let file = tempfile::NamedTempFile::new().unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", &format!("unix://{}", file.path().display())])
-        .output()
-        .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["serve", "--listen", &format!("unix://{}", file.path().display())]);
+    let out = xems_testkit::logs::output(&mut cmd, "serve").unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"), "{out:?}");
     assert!(file.path().exists());
@@ -182,12 +180,11 @@ fn stale_socket_is_replaced_but_other_files_are_not() {
 
 #[test]
 fn tcp_without_a_token_refuses_to_start() {
-    let out = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["serve", "--listen", "tcp://127.0.0.1:0"])
         .env_remove("XEMS_AUTH_TOKEN")
-        .env_remove("XEMS_AUTH_TOKEN_FILE")
-        .output()
-        .unwrap();
+        .env_remove("XEMS_AUTH_TOKEN_FILE");
+    let out = xems_testkit::logs::output(&mut cmd, "serve").unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth token"), "{out:?}");
 }
@@ -205,15 +202,18 @@ fn serve_raises_its_open_file_limit() {
     let low = 64.min(hard);
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("x.sock");
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", &format!("ulimit -Sn {low} && exec \"$0\" serve --listen \"unix://$1\""), common::BIN])
-        .arg(&sock)
-        .env("XEMS_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = xems_testkit::logs::child(
+        std::process::Command::new("sh")
+            .args(["-c", &format!("ulimit -Sn {low} && exec \"$0\" serve --listen \"unix://$1\""), common::BIN])
+            .arg(&sock)
+            .env("XEMS_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        "serve",
+    )
+    .spawn()
+    .unwrap();
     // Ready once the socket answers.
     let mut ready = false;
     for _ in 0..500 {

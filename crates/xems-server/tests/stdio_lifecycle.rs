@@ -7,10 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{BIN, Sidecar, assert_json, wait_timeout};
+use xems_testkit::logs::output;
+use xems_testkit::secrets::{SIDECAR as SECRET, SIDECAR_FILE};
 
 #[test]
 fn eof_exits_zero_with_nothing_on_stdout() {
-    let out = Command::new(BIN).stdin(Stdio::null()).output().unwrap();
+    let out = output(Command::new(BIN).stdin(Stdio::null()), "xems").unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty(), "stdout carries protocol lines only");
 }
@@ -19,12 +21,11 @@ fn eof_exits_zero_with_nothing_on_stdout() {
 fn persist_without_a_secret_fails_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let vault = dir.path().join("vault");
-    let out = Command::new(BIN)
-        .args(["--persist", vault.to_str().unwrap()])
-        .env_remove("XEMS_SECRET")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new(BIN).args(["--persist", vault.to_str().unwrap()]).env_remove("XEMS_SECRET").stdin(Stdio::null()),
+        "xems",
+    )
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the vault needs a secret"), "{err}");
@@ -34,28 +35,27 @@ fn persist_without_a_secret_fails_loudly() {
 
 #[test]
 fn host_arguments_are_accepted() {
-    let mut x = Sidecar::spawn(&["--secret", "0123456789abcdef0123456789abcdef", "--cache-size", "1000"]);
+    let mut x = Sidecar::spawn(&["--secret", SECRET, "--cache-size", "1000"]);
     assert_json(&x.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
     assert!(x.close().0.success());
 }
 
 #[test]
 fn secret_on_argv_is_warned_about_and_never_logged() {
-    let secret = "0123456789abcdef0123456789abcdef";
-    let out = Command::new(BIN).args(["--secret", secret]).stdin(Stdio::null()).output().unwrap();
+    let out = output(Command::new(BIN).args(["--secret", SECRET]).stdin(Stdio::null()), "xems").unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("process list"), "{err}");
-    assert!(!err.contains(secret), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
 }
 
 #[test]
 fn bad_secret_is_refused_with_its_length() {
-    let out = Command::new(BIN).args(["--secret", "too-short"]).stdin(Stdio::null()).output().unwrap();
+    let out = output(Command::new(BIN).args(["--secret", "too-short"]).stdin(Stdio::null()), "xems").unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exactly 32 bytes, got 9"), "{err}");
-    let out = Command::new(BIN).env("XEMS_SECRET", "also-short").stdin(Stdio::null()).output().unwrap();
+    let out = output(Command::new(BIN).env("XEMS_SECRET", "also-short").stdin(Stdio::null()), "xems").unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -63,20 +63,23 @@ fn bad_secret_is_refused_with_its_length() {
 fn secret_from_file_and_env() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("secret");
-    std::fs::write(&f, "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").unwrap();
+    std::fs::write(&f, format!("{SIDECAR_FILE}\n")).unwrap();
     let mut x = Sidecar::spawn(&["--secret-file", f.to_str().unwrap()]);
     assert_json(&x.ask(r#"{"action":"ping"}"#), r#"{"status":"ok","data":"pong"}"#);
     assert!(x.close().0.success());
-    let out =
-        Command::new(BIN).env("XEMS_SECRET", "0123456789abcdef0123456789abcdef").stdin(Stdio::null()).output().unwrap();
+    let out = output(Command::new(BIN).env("XEMS_SECRET", SECRET).stdin(Stdio::null()), "xems").unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("process list"));
 }
 
 #[test]
 fn sigterm_exits_zero() {
-    let mut child =
-        Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = xems_testkit::logs::child(
+        Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()),
+        "sidecar",
+    )
+    .spawn()
+    .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -91,13 +94,13 @@ fn sigterm_exits_zero() {
 #[test]
 fn help_reads_well() {
     for args in [&["--help"][..], &["serve", "--help"][..], &["stdio", "--help"][..]] {
-        let out = Command::new(BIN).args(args).output().unwrap();
+        let out = output(Command::new(BIN).args(args), "xems").unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage: xems"), "{text}");
         assert!(!text.contains("unsafe-test-clock"), "the test flag stays hidden");
     }
-    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let out = output(Command::new(BIN).args(["serve", "--help"]), "xems").unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for flag in ["--listen", "--auth-token-file", "--max-connections", "--max-line-bytes", "--config"] {
         assert!(text.contains(flag), "serve --help lacks {flag}");

@@ -8,17 +8,20 @@ use std::process::{Command, Output, Stdio};
 
 use common::{BIN, Server, Sidecar};
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-const NEW_SECRET: &str = "hex:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const SECRET: &str = xems_testkit::secrets::SIDECAR;
+const NEW_SECRET: &str = xems_testkit::secrets::SIDECAR_NEXT;
 
 fn tool(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("XEMS_SECRET")
-        .env("XEMS_LOG", "error")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("XEMS_SECRET").env("XEMS_LOG", "error").stdin(Stdio::null());
+    xems_testkit::logs::output(&mut cmd, "vault-tool").unwrap()
+}
+
+/// `xems` with `args` in stdio mode, stdin closed, run to its end.
+fn sidecar_output(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    xems_testkit::logs::output(&mut cmd, "sidecar").unwrap()
 }
 
 #[test]
@@ -60,12 +63,7 @@ fn a_second_process_is_told_who_owns_the_vault() {
     let v = vault.to_str().unwrap();
     let mut server = Server::start(&["--persist", v, "--secret", SECRET, "--listen", "tcp://127.0.0.1:0"]);
     let pid = server.child.id();
-    let out = Command::new(BIN)
-        .args(["--persist", v, "--secret", SECRET])
-        .stdin(Stdio::null())
-        .env("XEMS_LOG", "error")
-        .output()
-        .unwrap();
+    let out = sidecar_output(&["--persist", v, "--secret", SECRET]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("vault in use by PID {pid}")), "{err}");
@@ -86,7 +84,7 @@ fn wrong_secret_rotation_and_rekey_from_the_command_line() {
     assert_eq!(x.ask(r#"{"action":"set","sandbox":"s","key":"k","value":"kept"}"#)["status"], "ok");
     assert!(x.close().0.success());
 
-    let out = Command::new(BIN).args(["--persist", v, "--secret", NEW_SECRET]).stdin(Stdio::null()).output().unwrap();
+    let out = sidecar_output(&["--persist", v, "--secret", NEW_SECRET]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong secret or not a xems vault"), "{out:?}");
 
@@ -119,7 +117,7 @@ fn a_damaged_vault_stops_the_sidecar_with_exit_2() {
     let n = bytes.len();
     bytes[n - 5] ^= 1;
     std::fs::write(&journal, &bytes).unwrap();
-    let out = Command::new(BIN).args(["--persist", v, "--secret", SECRET]).stdin(Stdio::null()).output().unwrap();
+    let out = sidecar_output(&["--persist", v, "--secret", SECRET]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("vault corrupted: journal.000001 at byte"), "{out:?}");
     let out = tool(&["vault", "verify", v, "--secret", SECRET]);

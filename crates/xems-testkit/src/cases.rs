@@ -13,6 +13,21 @@ use crate::{Backend, Harness, Setup, stats};
 
 const SEC: Duration = Duration::from_secs(1);
 
+/// `$text`, a space and the leak marker ([`crate::logs::MARKER`]), as
+/// bytes. The cases' values carry the marker so that the whole-suite log
+/// scan finds any value that reaches a log line.
+macro_rules! marked {
+    ($text:literal) => {
+        concat!($text, " ", marker!()).as_bytes()
+    };
+}
+
+/// The value most cases store.
+const V: &[u8] = marked!("v");
+/// JSON values, as an application stores them.
+const USER_42: &[u8] = concat!(r#"{"user":42,"note":""#, marker!(), r#""}"#).as_bytes();
+const USER_7: &[u8] = concat!(r#"{"user":7,"note":""#, marker!(), r#""}"#).as_bytes();
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -37,7 +52,7 @@ async fn new_token<S: SessionStore>(s: &S, sandbox: &str, value: &[u8], opts: Cr
 pub async fn create_then_resolve<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let created = s.create("active", br#"{"user":42}"#, CreateOptions::new()).await.unwrap();
+    let created = s.create("active", USER_42, CreateOptions::new()).await.unwrap();
     // At least 256 bits in URL- and cookie-safe base64.
     let text = created.token.expose();
     assert!(text.len() >= 43, "a token carries at least 256 bits: {} characters", text.len());
@@ -45,7 +60,7 @@ pub async fn create_then_resolve<B: Backend>() {
     assert_eq!(created.meta.version, 1);
     assert_eq!(created.meta.ttl, xems_core::DEFAULT_TTL);
     let r = resolve(s, "active", created.token.expose(), ResolveOptions::new()).await.expect("live");
-    assert_eq!(r.value.as_bytes(), br#"{"user":42}"#);
+    assert_eq!(r.value.as_bytes(), USER_42);
     assert_eq!(r.outcome, ResolveOutcome::Current);
     assert!(r.token.is_none(), "no rotation asked: no new token");
     assert_eq!(r.meta.id, created.meta.id);
@@ -59,17 +74,17 @@ pub async fn create_then_resolve<B: Backend>() {
 pub async fn caller_keys_set_get_del_exists<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let key = "9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617";
-    let m1 = s.set("otp-pending", key, b"one", CreateOptions::new().with_ttl(120 * SEC)).await.unwrap();
+    let key = concat!("9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617-", marker!());
+    let m1 = s.set("otp-pending", key, marked!("one"), CreateOptions::new().with_ttl(120 * SEC)).await.unwrap();
     assert_eq!(m1.version, 1);
     assert_eq!(m1.ttl, 120 * SEC);
     assert!(s.exists("otp-pending", key).await.unwrap());
     let got = s.get("otp-pending", key).await.unwrap().expect("set then get");
-    assert_eq!(got.value.as_bytes(), b"one");
-    let m2 = s.set("otp-pending", key, b"two", CreateOptions::new()).await.unwrap();
+    assert_eq!(got.value.as_bytes(), marked!("one"));
+    let m2 = s.set("otp-pending", key, marked!("two"), CreateOptions::new()).await.unwrap();
     assert_eq!(m2.version, 2, "replacing bumps the version");
     assert_eq!(m2.id, m1.id, "replacing keeps the record");
-    assert_eq!(s.get("otp-pending", key).await.unwrap().unwrap().value.as_bytes(), b"two");
+    assert_eq!(s.get("otp-pending", key).await.unwrap().unwrap().value.as_bytes(), marked!("two"));
     assert!(s.del("otp-pending", key).await.unwrap());
     assert!(!s.del("otp-pending", key).await.unwrap(), "second delete finds nothing");
     assert!(!s.exists("otp-pending", key).await.unwrap());
@@ -95,7 +110,7 @@ pub async fn unknown_addresses<B: Backend>() {
 pub async fn sandboxes_are_isolated<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t = new_token(s, "sandbox-a", b"secret-a", CreateOptions::new()).await;
+    let t = new_token(s, "sandbox-a", marked!("secret-a"), CreateOptions::new()).await;
     assert!(resolve(s, "sandbox-b", &t, ResolveOptions::rotating()).await.is_none());
     assert!(!s.exists("sandbox-b", &t).await.unwrap());
     assert!(!s.del("sandbox-b", &t).await.unwrap());
@@ -105,34 +120,34 @@ pub async fn sandboxes_are_isolated<B: Backend>() {
     assert_eq!(s.get("sandbox-a", "shared-key").await.unwrap().unwrap().value.as_bytes(), b"in a");
     assert_eq!(s.get("sandbox-b", "shared-key").await.unwrap().unwrap().value.as_bytes(), b"in b");
     // Still resolvable where it belongs, after the attempts elsewhere.
-    assert_eq!(resolve(s, "sandbox-a", &t, ResolveOptions::new()).await.unwrap().value.as_bytes(), b"secret-a");
+    assert_eq!(resolve(s, "sandbox-a", &t, ResolveOptions::new()).await.unwrap().value.as_bytes(), marked!("secret-a"));
 }
 
 /// Malformed requests are errors with stable codes; nothing is lost.
 pub async fn bad_input_is_a_clear_error<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t = new_token(s, "active", b"keep me", CreateOptions::new()).await;
+    let t = new_token(s, "active", marked!("keep me"), CreateOptions::new()).await;
     for bad in ["", "has space", "slash/no", &"x".repeat(65)] {
-        let e = s.create(bad, b"v", CreateOptions::new()).await.unwrap_err();
+        let e = s.create(bad, V, CreateOptions::new()).await.unwrap_err();
         assert_eq!(e.code(), "invalid_sandbox", "{bad:?}: {e}");
         let e = s.get(bad, "k").await.unwrap_err();
         assert_eq!(e.code(), "invalid_sandbox", "{bad:?}: {e}");
     }
     let e = s.get("active", "").await.unwrap_err();
     assert_eq!(e.code(), "invalid_key", "{e}");
-    let e = s.set("active", &"k".repeat(513), b"v", CreateOptions::new()).await.unwrap_err();
+    let e = s.set("active", &"k".repeat(513), V, CreateOptions::new()).await.unwrap_err();
     assert_eq!(e.code(), "invalid_key", "{e}");
     let e = s.resolve("active", &t, rotating(56 * SEC)).await.unwrap_err();
     assert_eq!(e.code(), "invalid_argument", "a grace above 55 s: {e}");
-    let e = s.create("active", b"v", CreateOptions::new().with_ttl(Duration::ZERO)).await.unwrap_err();
+    let e = s.create("active", V, CreateOptions::new().with_ttl(Duration::ZERO)).await.unwrap_err();
     assert_eq!(e.code(), "invalid_argument", "a zero TTL: {e}");
-    let e = s.create("active", b"v", CreateOptions::new().with_subject("")).await.unwrap_err();
+    let e = s.create("active", V, CreateOptions::new().with_subject("")).await.unwrap_err();
     assert_eq!(e.code(), "invalid_key", "an empty subject: {e}");
     // The session created before all this is untouched, and no failed call
     // rotated it.
     let r = resolve(s, "active", &t, ResolveOptions::new()).await.expect("still there");
-    assert_eq!(r.value.as_bytes(), b"keep me");
+    assert_eq!(r.value.as_bytes(), marked!("keep me"));
     assert_eq!(r.meta.version, 1);
 }
 
@@ -141,18 +156,18 @@ pub async fn bad_input_is_a_clear_error<B: Backend>() {
 pub async fn rotation_mints_one_successor_and_grace_returns_it<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t0 = new_token(s, "active", b"v", CreateOptions::new()).await;
+    let t0 = new_token(s, "active", V, CreateOptions::new()).await;
     let r1 = resolve(s, "active", &t0, rotating(SEC)).await.expect("current token resolves");
     assert_eq!(r1.outcome, ResolveOutcome::Rotated);
     let t1 = r1.token.expect("rotation returns the successor");
     assert_ne!(t1.expose(), t0);
-    assert_eq!(r1.value.as_bytes(), b"v");
+    assert_eq!(r1.value.as_bytes(), V);
     h.advance(ms(500)).await;
     let before = stats(s).await.counters;
     let g = resolve(s, "active", &t0, rotating(SEC)).await.expect("old token within grace");
     assert_eq!(g.outcome, ResolveOutcome::Grace);
     assert_eq!(g.token.as_ref().expect("grace hit names the current token"), &t1);
-    assert_eq!(g.value.as_bytes(), b"v");
+    assert_eq!(g.value.as_bytes(), V);
     let after = stats(s).await.counters;
     assert_eq!(after.rotated, before.rotated, "a grace hit never mints");
     assert_eq!(after.grace_hits, before.grace_hits + 1);
@@ -170,7 +185,7 @@ pub async fn rotation_mints_one_successor_and_grace_returns_it<B: Backend>() {
 pub async fn reuse_after_grace_revokes_the_session<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t0 = new_token(s, "active", b"v", CreateOptions::new()).await;
+    let t0 = new_token(s, "active", V, CreateOptions::new()).await;
     let t1 = resolve(s, "active", &t0, rotating(SEC)).await.unwrap().token.unwrap();
     h.advance(SEC).await;
     let before = stats(s).await.counters.reuse_detected;
@@ -187,19 +202,19 @@ pub async fn reuse_after_grace_revokes_the_session<B: Backend>() {
 pub async fn reuse_policy_can_refuse_only_the_token<B: Backend>() {
     let h = B::start(Setup::refuse_token_on_reuse()).await;
     let s = h.store();
-    let t0 = new_token(s, "active", b"v", CreateOptions::new()).await;
+    let t0 = new_token(s, "active", V, CreateOptions::new()).await;
     let t1 = resolve(s, "active", &t0, rotating(SEC)).await.unwrap().token.unwrap();
     h.advance(2 * SEC).await;
     assert!(resolve(s, "active", &t0, ResolveOptions::new()).await.is_none());
     assert_eq!(stats(s).await.counters.reuse_detected, 1);
-    assert_eq!(resolve(s, "active", t1.expose(), ResolveOptions::new()).await.unwrap().value.as_bytes(), b"v");
+    assert_eq!(resolve(s, "active", t1.expose(), ResolveOptions::new()).await.unwrap().value.as_bytes(), V);
 }
 
 /// A grace of zero retires the old token at once.
 pub async fn zero_grace_retires_at_once<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t0 = new_token(s, "active", b"v", CreateOptions::new()).await;
+    let t0 = new_token(s, "active", V, CreateOptions::new()).await;
     let t1 = resolve(s, "active", &t0, rotating(Duration::ZERO)).await.unwrap().token.unwrap();
     h.advance(ms(1)).await;
     assert!(resolve(s, "active", &t0, ResolveOptions::new()).await.is_none());
@@ -211,7 +226,7 @@ pub async fn zero_grace_retires_at_once<B: Backend>() {
 pub async fn concurrent_resolves_converge_on_one_successor<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store().clone();
-    let t0 = new_token(&s, "active", b"burst", CreateOptions::new()).await;
+    let t0 = new_token(&s, "active", marked!("burst"), CreateOptions::new()).await;
     let before = stats(&s).await.counters.rotated;
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let tasks: Vec<_> = (0..64)
@@ -227,7 +242,7 @@ pub async fn concurrent_resolves_converge_on_one_successor<B: Backend>() {
     let mut rotated = 0;
     for task in tasks {
         let r = task.await.expect("task").expect("no error").expect("every resolve succeeds");
-        assert_eq!(r.value.as_bytes(), b"burst");
+        assert_eq!(r.value.as_bytes(), marked!("burst"));
         if r.outcome == ResolveOutcome::Rotated {
             rotated += 1;
         }
@@ -245,7 +260,7 @@ pub async fn concurrent_resolves_converge_on_one_successor<B: Backend>() {
 pub async fn dashboard_burst_never_fails<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store().clone();
-    let t0 = new_token(&s, "active", b"dashboard", CreateOptions::new()).await;
+    let t0 = new_token(&s, "active", marked!("dashboard"), CreateOptions::new()).await;
     let before = stats(&s).await.counters.rotated;
     // What the cookie jar holds for each widget: the last token its response
     // carried. Every third widget lags one round behind.
@@ -267,7 +282,7 @@ pub async fn dashboard_burst_never_fails<B: Backend>() {
         for (i, task) in tasks.into_iter().enumerate() {
             match task.await.expect("task") {
                 Ok(Some(r)) => {
-                    assert_eq!(r.value.as_bytes(), b"dashboard");
+                    assert_eq!(r.value.as_bytes(), marked!("dashboard"));
                     jar[i] = r.token.map(|t| t.expose().to_owned()).unwrap_or_else(|| sent[i].clone());
                 }
                 Ok(None) | Err(_) => failures += 1,
@@ -284,7 +299,7 @@ pub async fn interval_rotation_follows_the_store_clock<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
     let every5m = ResolveOptions::new().with_rotation(Rotation::OlderThan(300 * SEC)).with_refresh(Refresh::Idle);
-    let t0 = new_token(s, "active", b"v", CreateOptions::new()).await;
+    let t0 = new_token(s, "active", V, CreateOptions::new()).await;
     let r = resolve(s, "active", &t0, every5m).await.unwrap();
     assert_eq!(r.outcome, ResolveOutcome::Current);
     h.advance(240 * SEC).await;
@@ -301,7 +316,7 @@ pub async fn interval_rotation_follows_the_store_clock<B: Backend>() {
 pub async fn rotation_keeps_identity_and_lifetime<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let c = s.create("active", b"v", CreateOptions::new().with_absolute_ttl(3600 * SEC)).await.unwrap();
+    let c = s.create("active", V, CreateOptions::new().with_absolute_ttl(3600 * SEC)).await.unwrap();
     h.advance(10 * SEC).await;
     let r = resolve(s, "active", c.token.expose(), rotating(SEC)).await.unwrap();
     assert_eq!(r.meta.id, c.meta.id);
@@ -314,7 +329,7 @@ pub async fn rotation_keeps_identity_and_lifetime<B: Backend>() {
 pub async fn ttl_exact_expiry_instant<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t = new_token(s, "active", b"v", CreateOptions::new().with_ttl(10 * SEC)).await;
+    let t = new_token(s, "active", V, CreateOptions::new().with_ttl(10 * SEC)).await;
     s.set("active", "key", b"k", CreateOptions::new().with_ttl(10 * SEC)).await.unwrap();
     h.advance(ms(9_999)).await;
     assert!(resolve(s, "active", &t, ResolveOptions::new()).await.is_some(), "1 ms before the deadline");
@@ -328,10 +343,10 @@ pub async fn ttl_exact_expiry_instant<B: Backend>() {
 pub async fn ttl_is_capped_at_five_days<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let c = s.create("active", b"v", CreateOptions::new().with_ttl(6 * 86_400 * SEC)).await.unwrap();
+    let c = s.create("active", V, CreateOptions::new().with_ttl(6 * 86_400 * SEC)).await.unwrap();
     assert_eq!(c.meta.ttl, xems_core::MAX_TTL);
     assert!(c.meta.ttl_capped);
-    let ok = s.create("active", b"v", CreateOptions::new().with_ttl(xems_core::MAX_TTL)).await.unwrap();
+    let ok = s.create("active", V, CreateOptions::new().with_ttl(xems_core::MAX_TTL)).await.unwrap();
     assert!(!ok.meta.ttl_capped);
     h.advance(xems_core::MAX_TTL - ms(1)).await;
     assert!(resolve(s, "active", c.token.expose(), ResolveOptions::new()).await.is_some());
@@ -344,7 +359,7 @@ pub async fn idle_versus_absolute_lifetime<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
     let opts = CreateOptions::new().with_ttl(600 * SEC).with_absolute_ttl(1800 * SEC);
-    let t = new_token(s, "active", b"v", opts).await;
+    let t = new_token(s, "active", V, opts).await;
     let idle = ResolveOptions::new().with_refresh(Refresh::Idle);
     for _ in 0..3 {
         h.advance(540 * SEC).await;
@@ -357,7 +372,7 @@ pub async fn idle_versus_absolute_lifetime<B: Backend>() {
     h.advance(SEC).await;
     assert!(resolve(s, "active", &t, idle).await.is_none(), "absolute deadline reached");
     // Without refresh, the idle TTL ends the session.
-    let t = new_token(s, "active", b"v", CreateOptions::new().with_ttl(600 * SEC)).await;
+    let t = new_token(s, "active", V, CreateOptions::new().with_ttl(600 * SEC)).await;
     h.advance(300 * SEC).await;
     assert!(s.get("active", &t).await.unwrap().is_some());
     h.advance(300 * SEC).await;
@@ -368,7 +383,7 @@ pub async fn idle_versus_absolute_lifetime<B: Backend>() {
 pub async fn refresh_and_touch<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let t = new_token(s, "active", b"v", CreateOptions::new().with_ttl(60 * SEC)).await;
+    let t = new_token(s, "active", V, CreateOptions::new().with_ttl(60 * SEC)).await;
     let r = resolve(s, "active", &t, ResolveOptions::new().with_refresh(Refresh::To(3600 * SEC))).await.unwrap();
     assert_eq!(r.meta.ttl, 3600 * SEC);
     h.advance(1800 * SEC).await;
@@ -387,7 +402,7 @@ pub async fn refresh_and_touch<B: Backend>() {
 pub async fn migrate_is_atomic<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let temp = new_token(s, "otp-pending", br#"{"user":7}"#, CreateOptions::new().with_ttl(120 * SEC)).await;
+    let temp = new_token(s, "otp-pending", USER_7, CreateOptions::new().with_ttl(120 * SEC)).await;
     let before = stats(s).await.counters.migrated;
     let moved = s
         .migrate("otp-pending", &temp, "active", None, CreateOptions::new().with_subject("user-7"))
@@ -400,7 +415,7 @@ pub async fn migrate_is_atomic<B: Backend>() {
     assert!(resolve(s, "otp-pending", &temp, ResolveOptions::new()).await.is_none(), "temporary token is dead");
     assert!(resolve(s, "active", &temp, ResolveOptions::new()).await.is_none(), "and never valid in the target");
     let r = resolve(s, "active", moved.token.expose(), ResolveOptions::new()).await.unwrap();
-    assert_eq!(r.value.as_bytes(), br#"{"user":7}"#);
+    assert_eq!(r.value.as_bytes(), USER_7);
     assert_eq!(s.list_subject("active", "user-7").await.unwrap().len(), 1);
     // A second migration of the same temporary token finds nothing.
     assert!(s.migrate("otp-pending", &temp, "active", None, CreateOptions::new()).await.unwrap().is_none());
@@ -551,7 +566,7 @@ pub async fn limit_evicts_soonest_expiring<B: Backend>() {
 pub async fn flooding_one_sandbox_spares_the_others<B: Backend>() {
     let h = start::<B>().await;
     let s = h.store();
-    let keep = new_token(s, "active", b"precious", CreateOptions::new().with_ttl(SEC)).await;
+    let keep = new_token(s, "active", marked!("precious"), CreateOptions::new().with_ttl(SEC)).await;
     for i in 0..100 {
         new_token(s, "evict", format!("{i}").as_bytes(), CreateOptions::new().with_ttl(3600 * SEC)).await;
         let _ = s.create("tiny", b"flood", CreateOptions::new()).await;
@@ -559,7 +574,7 @@ pub async fn flooding_one_sandbox_spares_the_others<B: Backend>() {
     assert_eq!(stats(s).await.sandbox("evict").unwrap().records, 3);
     assert_eq!(
         resolve(s, "active", &keep, ResolveOptions::new()).await.expect("untouched").value.as_bytes(),
-        b"precious"
+        marked!("precious")
     );
 }
 

@@ -12,13 +12,29 @@
 //!
 //! Time never comes from sleeping: every TTL and grace case moves the store's
 //! clock through [`Harness::advance`].
+//!
+//! The crate also holds what lets the whole test suite run under TRACE
+//! logging and be checked for leaks: [`logs`] (capture, in every test
+//! binary and child process), [`secrets`] (every fixed test secret) and
+//! [`logscan`] (the check, run as `xems-logscan`).
 
 use std::future::Future;
 use std::time::Duration;
 
 use xems_core::{SessionStore, Stats};
 
+/// The leak marker as a literal (for `concat!`); [`logs::MARKER`] is the
+/// same string.
+macro_rules! marker {
+    () => {
+        "xems-leak-marker-5c7e9a"
+    };
+}
+
 pub mod cases;
+pub mod logs;
+pub mod logscan;
+pub mod secrets;
 
 /// Limits of one sandbox in a [`Setup`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +155,7 @@ macro_rules! conformance_suite {
         );
     };
     (@run $backend:ty; $($case:ident),* $(,)?) => {{
+        $crate::logs::capture();
         $( $crate::cases::$case::<$backend>().await; )*
         &[$(stringify!($case)),*] as &'static [&'static str]
     }};
@@ -146,6 +163,7 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
+                $crate::logs::capture();
                 $crate::cases::$case::<$backend>().await;
             }
         )*

@@ -10,7 +10,7 @@ use std::time::Duration;
 use xems_core::{Keyring, MasterSecret, MockClock, ResolveOptions, ResolveOutcome, Timestamp};
 use xems_vault::{FileKind, VaultError, VaultOptions, inspect};
 
-const SECRET: &str = "xems-golden-vault-v1-test-secret";
+const SECRET: &str = xems_testkit::secrets::GOLDEN_VAULT;
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1")

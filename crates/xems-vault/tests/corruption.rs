@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use xems_core::{CreateOptions, ResolveOptions};
+use xems_testkit::logs::marked;
 use xems_vault::{Opened, Report, VaultError, inspect};
 
 const HEADER: usize = 220;
@@ -27,7 +28,9 @@ fn build(dir: &Path) {
     let c = e.sandbox("cache").unwrap();
     let mut tokens = Vec::new();
     for i in 0..12 {
-        tokens.push(a.create(format!("session {i}").as_bytes(), CreateOptions::new().with_subject("u")).unwrap().token);
+        tokens.push(
+            a.create(marked(&format!("session {i}")).as_bytes(), CreateOptions::new().with_subject("u")).unwrap().token,
+        );
         c.set(&format!("k{i}"), &[i as u8; 40], CreateOptions::new()).unwrap();
     }
     vault.compact(&e).unwrap();

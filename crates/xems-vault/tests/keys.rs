@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use xems_core::{CreateOptions, Keyring, ResolveOptions};
+use xems_testkit::logs::marked;
 use xems_vault::{MachineId, Opened, VaultError, VaultOptions, inspect, rewrite};
 
 fn key_ids(dir: &std::path::Path, ring: Keyring) -> Vec<String> {
@@ -48,7 +49,8 @@ fn secret_rotation_then_rekey() {
     let clock = clock();
     let (old, new) = (secret(1), secret(2));
     let (vault, e, _) = open(dir.path(), &old, &clock);
-    let token = e.sandbox("active").unwrap().create(b"before rotation", CreateOptions::new()).unwrap().token;
+    let token =
+        e.sandbox("active").unwrap().create(marked("before rotation").as_bytes(), CreateOptions::new()).unwrap().token;
     vault.close().unwrap();
     drop(e);
 
@@ -60,7 +62,7 @@ fn secret_rotation_then_rekey() {
     // Tokens still resolve: the index keys come from the vault's data root.
     let rotated = a.resolve(token.expose(), ResolveOptions::rotating()).unwrap().expect("old token resolves");
     let token2 = rotated.token.unwrap();
-    a.set("written", b"under the new secret", CreateOptions::new()).unwrap();
+    a.set("written", marked("under the new secret").as_bytes(), CreateOptions::new()).unwrap();
     vault.close().unwrap();
     drop(e);
     let ids = key_ids(dir.path(), ring.clone());
@@ -80,8 +82,8 @@ fn secret_rotation_then_rekey() {
     let (_vault, e, r) = open(dir.path(), &new, &clock);
     assert_eq!(r.restored, 2);
     let a = e.sandbox("active").unwrap();
-    assert_eq!(a.get(token2.expose()).unwrap().unwrap().value.as_bytes(), b"before rotation");
-    assert_eq!(a.get("written").unwrap().unwrap().value.as_bytes(), b"under the new secret");
+    assert_eq!(a.get(token2.expose()).unwrap().unwrap().value.as_bytes(), marked("before rotation").as_bytes());
+    assert_eq!(a.get("written").unwrap().unwrap().value.as_bytes(), marked("under the new secret").as_bytes());
     let g = a.resolve(token.expose(), ResolveOptions::new()).unwrap().expect("the rotated-away token is in grace");
     assert_eq!(g.token.unwrap(), token2, "a grace hit after the rekey names the current token");
     // The old secret no longer opens it.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use xems_core::{Clock, CreateOptions, ResolveOptions, ResolveOutcome};
+use xems_testkit::logs::marked;
 
 fn scenario(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,7 +18,7 @@ fn scenario(compact: bool) {
     assert_eq!(r.restored, 0);
     let active = e1.sandbox("active").unwrap();
     let pending = e1.sandbox("otp-pending").unwrap();
-    let a0 = active.create(b"alpha", CreateOptions::new().with_subject("u1")).unwrap().token;
+    let a0 = active.create(marked("alpha").as_bytes(), CreateOptions::new().with_subject("u1")).unwrap().token;
     let a1 = active
         .resolve(a0.expose(), ResolveOptions::rotating().with_grace(Duration::from_millis(100)))
         .unwrap()
@@ -58,7 +59,7 @@ fn scenario(compact: bool) {
     assert_eq!(r.expired, 1, "{r:?}");
     let active = e2.sandbox("active").unwrap();
     let got = active.resolve(a2.expose(), ResolveOptions::new()).unwrap().expect("current token resolves");
-    assert_eq!(got.value.as_bytes(), b"alpha");
+    assert_eq!(got.value.as_bytes(), marked("alpha").as_bytes());
     let g = active.resolve(a1.expose(), ResolveOptions::new()).unwrap().expect("in grace after restart");
     assert_eq!(g.outcome, ResolveOutcome::Grace);
     assert_eq!(g.token.unwrap(), a2, "a grace hit names the current token");

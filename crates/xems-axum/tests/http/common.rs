@@ -18,14 +18,17 @@ use xems_core::{
     Stats, UpdateOutcome,
 };
 use xems_engine::Engine;
+use xems_testkit::logs::MARKER;
 
 pub const COOKIE: &str = "xems_token";
 pub const HEADER: &str = "x-xypriss-token";
 
-/// An engine on a mock clock, with the audit log off.
+/// An engine on a mock clock (its audit log on: the whole-suite log capture
+/// checks those lines too, see `xems_testkit::logs`).
 pub fn engine() -> (Engine, MockClock) {
+    xems_testkit::logs::capture();
     let clock = MockClock::starting_now();
-    let engine = Engine::builder().clock(clock.clone()).audit_log(false).sweep_interval(None).build().unwrap();
+    let engine = Engine::builder().clock(clock.clone()).sweep_interval(None).build().unwrap();
     (engine, clock)
 }
 
@@ -52,7 +55,10 @@ async fn login(xems: Xems, body: String) -> Result<String, XemsError> {
         _ => Delivery::Auto,
     };
     let meta = xems
-        .link_json(&serde_json::json!({"user": user}), LinkOptions::new().with_subject(user).with_delivery(delivery))
+        .link_json(
+            &serde_json::json!({"user": user, "note": MARKER}),
+            LinkOptions::new().with_subject(user).with_delivery(delivery),
+        )
         .await?;
     Ok(meta.id.to_string())
 }
@@ -64,7 +70,7 @@ async fn logout(xems: Xems) -> Result<String, XemsError> {
 async fn pending(xems: Xems) -> Result<&'static str, XemsError> {
     xems.link_in(
         "otp-pending",
-        br#"{"user":"7","attempts":0}"#,
+        serde_json::json!({"user": "7", "attempts": 0, "note": MARKER}).to_string().as_bytes(),
         LinkOptions::new().with_ttl(Duration::from_secs(120)).with_subject("7"),
     )
     .await?;
@@ -74,7 +80,7 @@ async fn pending(xems: Xems) -> Result<&'static str, XemsError> {
 async fn verify(xems: Xems) -> Result<(StatusCode, &'static str), XemsError> {
     let Some(temp) = xems.get_in("otp-pending").await? else { return Ok((StatusCode::NOT_FOUND, "no pending")) };
     let v: serde_json::Value = temp.json()?;
-    let value = serde_json::to_vec(&serde_json::json!({"user": v["user"], "mfa": true})).unwrap();
+    let value = serde_json::to_vec(&serde_json::json!({"user": v["user"], "mfa": true, "note": MARKER})).unwrap();
     match xems.migrate("otp-pending", Some(&value), LinkOptions::new()).await? {
         Some(_) => Ok((StatusCode::OK, "active")),
         None => Ok((StatusCode::NOT_FOUND, "gone")),
@@ -83,7 +89,8 @@ async fn verify(xems: Xems) -> Result<(StatusCode, &'static str), XemsError> {
 
 async fn bump(xems: Xems) -> Result<String, XemsError> {
     let Some(temp) = xems.get_in("otp-pending").await? else { return Ok("none".into()) };
-    let outcome = xems.update_in("otp-pending", temp.meta().version, br#"{"user":"7","attempts":1}"#).await?;
+    let value = serde_json::json!({"user": "7", "attempts": 1, "note": MARKER}).to_string();
+    let outcome = xems.update_in("otp-pending", temp.meta().version, value.as_bytes()).await?;
     Ok(format!("{outcome:?}").split('(').next().unwrap().split(' ').next().unwrap().to_owned())
 }
 
@@ -111,6 +118,7 @@ async fn teapot(session: Session) -> (StatusCode, String) {
 
 /// Every extractor and operation, on one router.
 pub fn routes() -> Router {
+    xems_testkit::logs::capture();
     Router::new()
         .route("/me", get(me))
         .route("/maybe", get(maybe))
@@ -131,6 +139,7 @@ pub fn app<S: SessionStore>(builder: XemsLayerBuilder<S>) -> Router {
 }
 
 pub fn layer_for(engine: Engine) -> XemsLayerBuilder<Engine> {
+    xems_testkit::logs::capture();
     XemsLayer::builder(engine)
 }
 
@@ -169,6 +178,7 @@ impl Reply {
 }
 
 pub async fn send(app: &Router, method: &str, path: &str, auth: &Auth, body: &str) -> Reply {
+    xems_testkit::logs::capture();
     let mut req = Request::builder().method(method).uri(path);
     match auth {
         Auth::None => {}

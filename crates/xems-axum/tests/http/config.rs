@@ -8,6 +8,7 @@ use xems_core::Rotation;
 use crate::common::*;
 
 fn build(f: impl FnOnce(xems_axum::XemsLayerBuilder<DownStore>) -> xems_axum::XemsLayerBuilder<DownStore>) -> String {
+    xems_testkit::logs::capture();
     match f(XemsLayer::builder(DownStore)).build() {
         Ok(_) => String::from("ok"),
         Err(e) => e.to_string(),
@@ -16,6 +17,7 @@ fn build(f: impl FnOnce(xems_axum::XemsLayerBuilder<DownStore>) -> xems_axum::Xe
 
 #[test]
 fn defaults_mirror_xypriss() {
+    xems_testkit::logs::capture();
     let layer = XemsLayer::builder(DownStore).build().unwrap();
     let c = layer.config();
     assert_eq!(c.sandbox(), "active");
@@ -30,6 +32,7 @@ fn defaults_mirror_xypriss() {
 
 #[test]
 fn options_are_parsed_when_built() {
+    xems_testkit::logs::capture();
     let layer = XemsLayer::builder(DownStore)
         .with_ttl("1h30m")
         .with_auto_rotation("5m")

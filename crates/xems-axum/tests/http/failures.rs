@@ -75,7 +75,8 @@ async fn extractors_without_the_layer_are_a_500() {
 async fn a_value_that_is_not_the_expected_json_is_a_500() {
     use xems_core::SessionStore as _;
     let (engine, _clock) = engine();
-    let created = engine.create("active", b"not json", xems_core::CreateOptions::new()).await.unwrap();
+    let value = format!("not json {}", xems_testkit::logs::MARKER);
+    let created = engine.create("active", value.as_bytes(), xems_core::CreateOptions::new()).await.unwrap();
     let app = app(layer_for(engine));
     let r = send(&app, "GET", "/me", &Auth::Cookie(created.token.expose().to_owned()), "").await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -18,11 +18,13 @@ static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 
 /// The standalone server of this test binary.
 pub fn standalone() -> &'static RedisServer {
+    xems_testkit::logs::capture();
     STANDALONE.get_or_init(|| RedisServer::start().expect("start redis-server"))
 }
 
 /// The 3-master cluster of this test binary.
 pub fn cluster() -> &'static RedisCluster {
+    xems_testkit::logs::capture();
     CLUSTER.get_or_init(|| RedisCluster::start(3).expect("start a 3-master Redis Cluster"))
 }
 
@@ -34,19 +36,23 @@ pub fn fresh_prefix() -> String {
     format!("t{}-{:08x}", N.fetch_add(1, Ordering::Relaxed), u32::from_be_bytes(r))
 }
 
-/// A test secret.
+/// The test secret (`xems_testkit::secrets::REDIS`, which the log scan
+/// looks for).
 pub fn secret() -> MasterSecret {
-    MasterSecret::parse("test-secret-of-exactly-32-bytes!").expect("32 bytes")
+    xems_testkit::logs::capture();
+    MasterSecret::parse(xems_testkit::secrets::REDIS).expect("32 bytes")
 }
 
-/// A builder for `url` configured as the conformance suite asks.
+/// A builder for `url` configured as the conformance suite asks (the
+/// audit log on: the whole-suite log capture checks its lines).
 pub fn builder(url: &str, setup: &Setup, clock: &MockClock) -> RedisStoreBuilder {
+    xems_testkit::logs::capture();
     let mut b = RedisStore::builder(url)
         .secret(secret())
         .prefix(fresh_prefix())
         .clock(clock.clone())
         .sweep_interval(None)
-        .audit_log(false)
+        .audit_log(true)
         .reuse_policy(if setup.revoke_on_reuse { ReusePolicy::RevokeSession } else { ReusePolicy::RefuseToken });
     for spec in &setup.sandboxes {
         let policy = if spec.evict_soonest { LimitPolicy::EvictSoonestExpiring } else { LimitPolicy::Refuse };

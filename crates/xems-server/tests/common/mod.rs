@@ -1,4 +1,6 @@
-//! Spawning the real `xems` binary for integration tests.
+//! Spawning the real `xems` binary for integration tests. Every child goes
+//! through `xems_testkit::logs`: under the whole-suite log capture it logs
+//! at TRACE into the capture directory.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_xems");
-pub const TOKEN: &str = "integration-test-token-0123456789";
+pub const TOKEN: &str = xems_testkit::secrets::AUTH_TOKEN;
 
 /// A child `xems` in stdio mode.
 pub struct Sidecar {
@@ -22,15 +24,18 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn spawn(args: &[&str]) -> Sidecar {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("XEMS_SECRET")
-            .env("XEMS_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn xems");
+        let mut child = xems_testkit::logs::child(
+            Command::new(BIN)
+                .args(args)
+                .env_remove("XEMS_SECRET")
+                .env("XEMS_LOG", "warn")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            "sidecar",
+        )
+        .spawn()
+        .expect("spawn xems");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Sidecar { child, stdin, stdout }
@@ -91,6 +96,9 @@ pub struct Server {
     pub unix: Option<PathBuf>,
     pub stderr: Arc<Mutex<String>>,
     pub dir: tempfile::TempDir,
+    /// Reads stderr to its end; joined on drop, so the last lines reach
+    /// the log capture before the test process can exit.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -106,23 +114,27 @@ impl Server {
         let unix = format!("unix://{}", sock.display());
         let mut args = vec!["serve", "--listen", tcp, "--listen", &unix];
         args.extend_from_slice(extra);
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("XEMS_AUTH_TOKEN", TOKEN)
-            .env("XEMS_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xems serve");
+        let mut child = xems_testkit::logs::traced(
+            Command::new(BIN)
+                .args(&args)
+                .env("XEMS_AUTH_TOKEN", TOKEN)
+                .env("XEMS_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .spawn()
+        .expect("spawn xems serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
-        std::thread::spawn(move || {
+        let tee = xems_testkit::logs::Tee::new("serve");
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                tee.line(&line);
                 if let Some(pos) = line.find("listener=tcp://") {
                     let addr = line[pos + "listener=tcp://".len()..].split_whitespace().next().unwrap_or("").to_owned();
                     if let Some(tx) = tx.take() {
@@ -145,7 +157,7 @@ impl Server {
             assert!(start.elapsed() < Duration::from_secs(20), "no unix listener; stderr:\n{}", log.lock().unwrap());
             std::thread::sleep(Duration::from_millis(5));
         }
-        Server { child, tcp: Some(addr), unix: Some(sock.to_path_buf()), stderr: log, dir }
+        Server { child, tcp: Some(addr), unix: Some(sock.to_path_buf()), stderr: log, dir, reader: Some(reader) }
     }
 
     pub fn tcp(&self) -> &str {
@@ -182,6 +194,9 @@ impl Drop for Server {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 }

@@ -10,11 +10,14 @@ use xems_vault::{FsyncPolicy, Opened, Recovery, Vault, VaultError, VaultOptions}
 /// The start of every test clock.
 pub const T0: u64 = 1_800_000_000_000;
 
+/// Secret `n` (`xems_testkit::secrets::vault`, which the log scan looks for).
 pub fn secret(n: u8) -> MasterSecret {
-    MasterSecret::from_bytes([n; 32])
+    xems_testkit::logs::capture();
+    MasterSecret::from_bytes(xems_testkit::secrets::vault(n))
 }
 
 pub fn clock() -> MockClock {
+    xems_testkit::logs::capture();
     MockClock::new(Timestamp::from_millis(T0))
 }
 
@@ -24,6 +27,7 @@ pub fn opts(secret: &MasterSecret) -> VaultOptions {
 
 /// Opens (or creates) the vault at `dir` and an engine restored from it.
 pub fn open_with(dir: &Path, opts: VaultOptions, clock: &MockClock) -> Result<(Vault, Engine, Recovery), VaultError> {
+    xems_testkit::logs::capture();
     let opened = Opened::open(dir, opts.clock(clock.clone()))?;
     let engine = Engine::builder()
         .clock(clock.clone())
