@@ -34,3 +34,28 @@ pub fn address(data: &[u8]) {
     let token = Token::from_string(text);
     assert_eq!(format!("{token:?}"), "Token(<redacted>)");
 }
+
+/// Runs `target` over every file of the committed corpus `fuzz/corpus/<name>/`
+/// (from a crate's tests: `manifest_dir` is its `CARGO_MANIFEST_DIR`),
+/// failing the test that calls it when the corpus is missing or smaller
+/// than five inputs, or when an input makes `target` panic (the message
+/// names the file). CI may have no nightly toolchain to fuzz with; this
+/// keeps every input found so far exercised on stable.
+///
+/// # Panics
+///
+/// On any of the failures above: it is a test helper.
+pub fn replay_corpus(manifest_dir: &str, name: &str, target: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
+    let dir = std::path::Path::new(manifest_dir).join("../../fuzz/corpus").join(name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))
+        .map(|e| e.expect("corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "the corpus {} holds only {} files", dir.display(), files.len());
+    for file in files {
+        let data = std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        let run = std::panic::catch_unwind(|| target(&data));
+        assert!(run.is_ok(), "{} made the {name} target panic", file.display());
+    }
+}

@@ -1,20 +1,9 @@
 //! The committed fuzz corpus `fuzz/corpus/duration/` as a regression test on
 //! stable: every file through the function the `duration` fuzz target calls
-//! (`xems_core::fuzzing::duration`), which must not panic. CI may have no nightly toolchain to
-//! fuzz with; this keeps every input found so far exercised.
+//! (`xems_core::fuzzing::duration`), which must not panic (see
+//! `xems_core::fuzzing::replay_corpus`).
 
 #[test]
 fn duration_corpus_never_panics() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/duration");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "the corpus {} holds only {} files", dir.display(), files.len());
-    for file in files {
-        let data = std::fs::read(&file).unwrap();
-        let run = std::panic::catch_unwind(|| xems_core::fuzzing::duration(&data));
-        assert!(run.is_ok(), "{} made the duration target panic", file.display());
-    }
+    xems_core::fuzzing::replay_corpus(env!("CARGO_MANIFEST_DIR"), "duration", xems_core::fuzzing::duration);
 }
