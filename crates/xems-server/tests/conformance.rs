@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use xems_client::Client;
@@ -48,7 +48,6 @@ impl Backend for ServerBackend {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("xems.sock");
         let mut args = vec![
-            "serve".to_owned(),
             "--unsafe-test-clock".to_owned(),
             "--listen".to_owned(),
             format!("unix://{}", sock.display()),
@@ -65,17 +64,7 @@ impl Backend for ServerBackend {
                 if s.evict_soonest { "evict-soonest-expiring" } else { "refuse" }
             ));
         }
-        let child = xems_testkit::logs::child(
-            Command::new(common::BIN)
-                .args(&args)
-                .env("XEMS_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-            "serve",
-        )
-        .spawn()
-        .expect("spawn xems serve");
+        let child = common::spawn_serve(|c| c.args(&args));
         let url = format!("unix://{}", sock.display());
         let start = Instant::now();
         let client = loop {

@@ -20,7 +20,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -136,21 +136,13 @@ fn no_plaintext_secrets_in_server_memory() {
     let marker = format!("canary-{}", random_hex(16));
     let sandbox = format!("box{}", random_hex(8));
 
-    let mut child = xems_testkit::logs::child(
-        Command::new(common::BIN)
-            .args(["serve", "--listen", &format!("unix://{}", sock.display())])
+    let mut child = common::spawn_serve(|c| {
+        c.args(["--listen", &format!("unix://{}", sock.display())])
             .arg("--secret-file")
             .arg(&secret_file)
             .env_remove("XEMS_SECRET")
             .env_remove("XEMS_AUTH_TOKEN")
-            .env("XEMS_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-        "serve",
-    )
-    .spawn()
-    .expect("spawn xems serve");
+    });
     let pid = child.id();
     let start = Instant::now();
     let stream = loop {

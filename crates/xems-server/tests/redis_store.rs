@@ -33,19 +33,9 @@ impl Drop for Serve {
 async fn serve(store_url: &str) -> Serve {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("xems.sock");
-    let mut child = xems_testkit::logs::child(
-        Command::new(common::BIN)
-            .args(["serve", "--store", store_url, "--listen"])
-            .arg(format!("unix://{}", sock.display()))
-            .env("XEMS_SECRET", SECRET)
-            .env("XEMS_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-        "serve",
-    )
-    .spawn()
-    .expect("spawn xems serve");
+    let mut child = common::spawn_serve(|c| {
+        c.args(["--store", store_url, "--listen"]).arg(format!("unix://{}", sock.display())).env("XEMS_SECRET", SECRET)
+    });
     let url = format!("unix://{}", sock.display());
     let start = Instant::now();
     let client = loop {

@@ -15,6 +15,16 @@ use serde_json::Value as Json;
 pub const BIN: &str = env!("CARGO_BIN_EXE_xems");
 pub const TOKEN: &str = xems_testkit::secrets::AUTH_TOKEN;
 
+/// Starts `xems serve` with the arguments and environment `configure`
+/// adds to the usual test setup: logs at warn on the test's stderr (or at
+/// TRACE into the capture directory), no stdin, no stdout.
+pub fn spawn_serve(configure: impl FnOnce(&mut Command) -> &mut Command) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").env("XEMS_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    configure(&mut cmd);
+    xems_testkit::logs::child(&mut cmd, "serve").spawn().expect("spawn xems serve")
+}
+
 /// A child `xems` in stdio mode.
 pub struct Sidecar {
     pub child: Child,
