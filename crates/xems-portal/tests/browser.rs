@@ -11,25 +11,16 @@
 //! override the binaries' paths. Screenshots of the MFA step, the dashboard
 //! and the sessions page are saved to `<target>/test-output/portal-*.png`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-
-/// Kills a child process when dropped, so a failing test leaves nothing
-/// running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn find_binary(env: &str, names: &[&str], package: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
@@ -61,34 +52,11 @@ fn output_dir() -> PathBuf {
     dir
 }
 
-fn start_portal() -> (Running, String) {
-    let mut child = xems_testkit::logs::child(
-        Command::new(env!("CARGO_BIN_EXE_xems-portal"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
-        "portal",
-    )
-    .spawn()
-    .expect("start xems-portal");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the portal's first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in the portal's first line: {line:?}"))
-        .to_owned();
-    (running, base)
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn start_chromedriver(chromedriver: &Path) -> (Running, String) {
+fn start_chromedriver(chromedriver: &Path) -> (common::Running, String) {
     let port = free_port();
     let child = Command::new(chromedriver)
         .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
@@ -96,7 +64,7 @@ fn start_chromedriver(chromedriver: &Path) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", chromedriver.display()));
-    let running = Running(child);
+    let running = common::Running(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 20 s");
@@ -148,7 +116,7 @@ async fn mfa_login_dashboard_bursts_and_logout_in_chromium() {
     let chromedriver = find_binary("CHROMEDRIVER", &["chromedriver"], "chromium-driver");
     let started = Instant::now();
 
-    let (_portal, base) = start_portal();
+    let (_portal, _, base) = common::start_portal(&[]);
     let (_driver, driver_url) = start_chromedriver(&chromedriver);
     let profile = tempfile::tempdir().expect("a fresh user-data-dir");
     let mut caps = serde_json::Map::new();

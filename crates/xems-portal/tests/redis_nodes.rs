@@ -13,12 +13,12 @@
 //! `redis-server` is started by the test (`apt-get install redis-server`;
 //! scripts/test.sh installs it).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::http;
 use xems_redis::testing::{RedisServer, ServerOptions};
 
 const SECRET: &str = xems_testkit::secrets::PORTAL_NODES;
@@ -54,10 +54,9 @@ impl Portal {
         )
         .spawn()
         .expect("start xems-portal");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let line = common::first_line(child.stdout.take().unwrap());
         assert!(line.contains("store: redis://"), "the portal did not start: {line:?}");
-        let base = line.split_whitespace().find(|w| w.starts_with("http://")).expect("an address").to_owned();
+        let base = common::base_url(&line);
         Portal { child, base, log }
     }
 
@@ -66,28 +65,6 @@ impl Portal {
         let log = std::fs::read_to_string(self.log.path()).unwrap();
         assert!(!log.contains("panicked"), "the portal panicked:\n{log}");
     }
-}
-
-/// One HTTP/1.1 request: the status, the session cookie set (if any) and
-/// the JSON body.
-fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) -> (u16, Option<String>, Value) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to the portal");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
-    let set_cookie =
-        head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).map(|v| v.split(';').next().unwrap().to_owned());
-    (status, set_cookie, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Signs the demo user in on `base` (password, then the TOTP code the demo

@@ -1,46 +1,14 @@
 //! `xems-portal --store unix://PATH`: the binary keeps its sessions in an
 //! `xems serve` server (run in this test's process on a Unix socket).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::http;
 use tokio_util::sync::CancellationToken;
 use xems_core::SessionStore as _;
 use xems_server::{ConnConfig, ListenAddr, ServeConfig};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 request: the status, the session cookie set (if any) and
-/// the JSON body.
-fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) -> (u16, Option<String>, Value) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to the portal");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
-    let set_cookie =
-        head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).map(|v| v.split(';').next().unwrap().to_owned());
-    (status, set_cookie, serde_json::from_str(body).unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_keeps_its_sessions_in_xems_serve() {
@@ -67,22 +35,9 @@ async fn the_portal_keeps_its_sessions_in_xems_serve() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut child = xems_testkit::logs::child(
-        Command::new(env!("CARGO_BIN_EXE_xems-portal"))
-            .args(["--listen", "127.0.0.1:0", "--store", &format!("unix://{}", socket.display())])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
-        "portal",
-    )
-    .spawn()
-    .expect("start xems-portal");
-    let stdout = child.stdout.take().unwrap();
-    let _portal = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let store_url = format!("unix://{}", socket.display());
+    let (_portal, line, base) = common::start_portal(&["--store", &store_url]);
     assert!(line.contains("store: unix://"), "{line}");
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).expect("an address").to_owned();
 
     let result = tokio::task::spawn_blocking(move || {
         let login = r#"{"email":"demo@xems.dev","password":"correct-horse-battery"}"#;
