@@ -16,15 +16,30 @@
 //! (never after `abs`), `abs` absolute deadline, `ttl` idle TTL, `mt` when
 //! the current token was minted, `sub` subject digest, `px` the physical
 //! expiry set on every key of the family, `ctok`/`gu` the sealed current
-//! token and the end of the last open grace window, `rn` how many retired
-//! tokens the family's retired-token index holds, `rp` how many its last
-//! pruning kept.
+//! token and the end of the last open grace window, `rq` the last
+//! retired-window addresses rotated away, `rn` how many addresses the
+//! retired-token index holds, `rp` how many its last pruning kept.
 //!
-//! The rotation path is kept to five commands inside the script (GET the
-//! pointer, HMGET the record, SET the successor's pointer, ZADD the retired
-//! token, HSET the record), plus a pruning step amortized over many
-//! rotations; everything else (grace hits, refreshes that move the physical
-//! expiry, reuse) is off that path.
+//! Retired addresses. The last `window` (the store's retired-token window)
+//! are kept in the record itself, in `rq`, oldest first: fixed-width
+//! 36-character entries `kind || digest (22) || end of grace (13 digits)`,
+//! where kind `x` is a minted token (no pointer) and `y` a caller key (its
+//! pointer lives as long as the entry). An address leaving `rq` is
+//! forgotten, unless it is still in its grace window: then it moves to the
+//! family's retired-token index (a sorted set, member `kind || digest`,
+//! score the end of grace) until its grace ends, up to 1024 remembered in
+//! all; the index is pruned in batches (when it holds twice as many as the
+//! last pruning kept, and at least twice the window). So a session rotated
+//! a few times per grace period never has an index: only a session rotated
+//! faster than `window` times per grace period (a burst of parallel
+//! requests, a client bug, a replay attack) pays for one.
+//!
+//! The rotation path is two commands inside the script: HMGET the record
+//! and HSET it (the successor's digest, the retired address appended to
+//! `rq`, the refreshed deadline); a token the selector names needs no
+//! pointer, and a retired one needs no key. Everything else (grace hits,
+//! the retired-token index, refreshes that move the physical expiry, reuse)
+//! is off that path.
 
 use std::sync::LazyLock;
 
@@ -45,6 +60,12 @@ local function lib()
   -- than the logical one by at least `slack`, and by half a TTL so that a
   -- session refreshed on every request moves it only every half TTL.
   local function phys(exp, abs, ttl, slack) return math.min(abs, exp + math.floor(ttl / 2)) + slack end
+  -- The members (`kind || digest`) of the entries of `rq`.
+  local function ring(rq)
+    local ms = {}
+    for i = 1, #(rq or ''), 36 do ms[#ms + 1] = string.sub(rq, i, i + 22) end
+    return ms
+  end
   -- Deletes the pointers of the retired addresses `ms` that have one
   -- (members `y<digest>`; minted tokens, `x<digest>`, have none), a few
   -- hundred per DEL (the batch bounds Lua's stack use).
@@ -61,22 +82,25 @@ local function lib()
   -- Deletes a family: its record, the retired-token index and every
   -- pointer (the current address's, if it is a caller key, and the retired
   -- ones').
-  local function drop(base, sid, cur)
+  local function drop(base, sid, cur, rq)
     local xk = base .. 'x:' .. sid
     unptr(base, redis.call('ZRANGE', xk, 0, -1))
+    unptr(base, ring(rq))
     if cur then redis.call('DEL', tok(base, cur)) end
     redis.call('DEL', base .. 'f:' .. sid, xk)
   end
   -- Moves the physical expiry of every key of a family to `px`.
-  local function repx(base, sid, cur, px)
+  local function repx(base, sid, cur, rq, px)
     local rk = base .. 'f:' .. sid
     local xk = base .. 'x:' .. sid
     local xs = redis.call('ZRANGE', xk, 0, -1)
-    for i = 1, #xs do
-      if string.byte(xs[i]) == 121 then redis.call('PEXPIREAT', tok(base, string.sub(xs[i], 2)), fmt(px)) end
+    for _, ms in ipairs({xs, ring(rq)}) do
+      for i = 1, #ms do
+        if string.byte(ms[i]) == 121 then redis.call('PEXPIREAT', tok(base, string.sub(ms[i], 2)), fmt(px)) end
+      end
     end
     -- A no-op when the current address is a minted token (it has no
-    -- pointer).
+    -- pointer), as for the index when the family has none.
     redis.call('PEXPIREAT', tok(base, cur), fmt(px))
     redis.call('PEXPIREAT', xk, fmt(px))
     redis.call('HSET', rk, 'px', fmt(px))
@@ -108,15 +132,14 @@ end
 /// token's digest; `y`, a caller key whose family is known: KEYS[1] is the
 /// record and ARGV[17..] the key's digests; `p`, a caller key (or any other
 /// address): KEYS are its `n` pointer candidates (its digest under each
-/// secret of the keyring, current first). Retired addresses are remembered
-/// in the family's index as `x<digest>` (minted: no pointer) or `y<digest>`
-/// (caller key: its pointer lives until it is forgotten).
+/// secret of the keyring, current first).
 ///
 /// ARGV: now, sandbox, n, base, mode, reuse revokes (`1`/`0`), slack,
 /// rotate (`0` never, `1` always, `2` older than), age, end of the grace
-/// window a rotation opens (now + grace), refresh (`0` no, `1` idle, `2` to
-/// a TTL), TTL, successor digest (empty: none), sealed successor, retired
-/// window, how (`x`, `y`, `p`), then the `n` digests (`x`, `y`).
+/// window a rotation opens (now + grace, 13 digits), refresh (`0` no, `1`
+/// idle, `2` to a TTL), TTL, successor digest (empty: none), sealed
+/// successor, retired window, how (`x`, `y`, `p`), then the `n` digests
+/// (`x`, `y`).
 ///
 /// Modes: `r` resolve, `t` touch, `w` read for a write, `e` exists, `d`
 /// delete, `k` which family (no replay handling).
@@ -147,7 +170,8 @@ else
   sid = string.sub(rk, #base + 3)
   if how == 'x' then kind = 'x' end
 end
-local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu', 'v', 'rn', 'rp')
+local r = redis.call('HMGET', rk, 'sb', 'cur', 'ver', 'ct', 'exp', 'abs', 'ttl', 'mt', 'sub', 'px', 'gu', 'v', 'rn', 'rp',
+  'rq')
 if not r[1] then
   if ptr then redis.call('DEL', ptr) end
   return {0}
@@ -155,9 +179,11 @@ end
 if r[1] ~= ARGV[2] then return {0} end
 local cur = r[2]
 local sub = r[9] or ''
+local rq = r[15] or ''
 local exp = tonumber(r[5])
-if now >= exp then lib().drop(base, sid, cur); return {7, sid, sub} end
+if now >= exp then lib().drop(base, sid, cur, rq); return {7, sid, sub} end
 local xk = base .. 'x:' .. sid
+local card = tonumber(r[13] or '0')
 local d, state
 if ptr then
   d = string.sub(ptr, #base + 3)
@@ -168,16 +194,27 @@ else
   end
 end
 if not state then
-  -- A retired address: its end of grace, if the family still remembers it.
+  -- A retired address: its end of grace, if the family still remembers it
+  -- (in `rq`, at an entry boundary, or in the retired-token index).
   local s
-  if ptr then
-    s = redis.call('ZSCORE', xk, 'y' .. d)
-  else
-    local ms = {}
-    for i = 1, n do ms[i] = kind .. ARGV[16 + i] end
-    local ss = redis.call('ZMSCORE', xk, unpack(ms))
-    for i = 1, n do
-      if ss[i] then s = ss[i]; d = ARGV[16 + i]; break end
+  for i = 1, n do
+    local c = d or ARGV[16 + i]
+    local m = kind .. c
+    local p = string.find(rq, m, 1, true)
+    while p and (p - 1) % 36 ~= 0 do p = string.find(rq, m, p + 1, true) end
+    if p then s = string.sub(rq, p + 23, p + 35); d = c; break end
+    if ptr then break end
+  end
+  if not s and card > 0 then
+    if ptr then
+      s = redis.call('ZSCORE', xk, 'y' .. d)
+    else
+      local ms = {}
+      for i = 1, n do ms[i] = kind .. ARGV[16 + i] end
+      local ss = redis.call('ZMSCORE', xk, unpack(ms))
+      for i = 1, n do
+        if ss[i] then s = ss[i]; d = ARGV[16 + i]; break end
+      end
     end
   end
   if not s then
@@ -187,13 +224,13 @@ if not state then
   if now < tonumber(s) then state = 3 else state = 4 end
 end
 if mode == 'e' then return {state} end
-if mode == 'd' then lib().drop(base, sid, cur); return {8, sid, sub} end
+if mode == 'd' then lib().drop(base, sid, cur, rq); return {8, sid, sub} end
 if mode == 'k' then
   if state == 4 then return {0} end
   return {state, sid}
 end
 if state == 4 then
-  if ARGV[6] == '1' then lib().drop(base, sid, cur); return {6, sid, sub} end
+  if ARGV[6] == '1' then lib().drop(base, sid, cur, rq); return {6, sid, sub} end
   return {5}
 end
 local slack = tonumber(ARGV[7])
@@ -212,47 +249,61 @@ if mode == 'r' and state == 1 then
     local nd = ARGV[13]
     if nd == '' then return {11, sid, d} end
     -- The successor is a minted token naming this record: no pointer to
-    -- write. The old address joins the retired-token index.
+    -- write. The old address joins `rq`; the oldest entry beyond the window
+    -- leaves it, for the index if still in grace, else forgotten.
+    local window = tonumber(ARGV[15])
+    rq = rq .. kind .. d .. ARGV[10]
+    local spilled = false
+    while #rq > window * 36 do
+      local old = string.sub(rq, 1, 36)
+      rq = string.sub(rq, 37)
+      if window < 1024 and tonumber(string.sub(old, 24)) > now then
+        redis.call('ZADD', xk, string.sub(old, 24), string.sub(old, 1, 23))
+        card = card + 1
+        if card == 1 then redis.call('PEXPIREAT', xk, r[10]) end
+        spilled = true
+      elseif string.byte(old) == 121 then
+        lib().unptr(base, {string.sub(old, 1, 23)})
+      end
+    end
     local grace_until = tonumber(ARGV[10])
-    redis.call('ZADD', xk, ARGV[10], kind .. d)
-    -- `rn` counts the retired tokens, saving a ZCARD on every rotation.
-    local card = tonumber(r[13] or '0') + 1
-    if card == 1 then redis.call('PEXPIREAT', xk, r[10]) end
     local gus = nil
     if grace_until >= gu then gu = grace_until; gus = ARGV[10] end
     cur = nd
     upd[#upd + 1] = 'cur'; upd[#upd + 1] = cur
     upd[#upd + 1] = 'mt'; upd[#upd + 1] = ARGV[1]
+    upd[#upd + 1] = 'rq'; upd[#upd + 1] = rq
     if gu > now then
       upd[#upd + 1] = 'ctok'; upd[#upd + 1] = ARGV[14]
       upd[#upd + 1] = 'gu'; upd[#upd + 1] = gus or fmt(gu)
     else
       drop_ctok = true
     end
-    -- Forget the oldest retired tokens beyond the window, never one still
-    -- in its grace window (up to a hard cap of 1024). Pruned in batches:
-    -- between `window` and twice as many are remembered. `rp` is how many
-    -- the last pruning kept (tokens still in grace): the next one waits
-    -- until twice as many are retired, so a session rotated faster than its
-    -- grace period prunes once per `rp` rotations, not on every one.
-    local window = tonumber(ARGV[15])
-    local floor = math.max(window, tonumber(r[14] or '0'))
-    if card >= math.min(2 * floor, 1025) then
-      local old = redis.call('ZRANGEBYSCORE', xk, '-inf', ARGV[1], 'LIMIT', 0, card - window)
-      if #old > 0 then
-        lib().unptr(base, old)
-        redis.call('ZREM', xk, unpack(old))
+    if spilled then
+      -- Prune the index in batches: forget the addresses whose grace ended,
+      -- and the oldest beyond 1024 remembered in all. `rp` is how many the
+      -- last pruning kept: the next one waits until twice as many (and at
+      -- least twice the window) are there, so a session rotated faster than
+      -- its grace period prunes once per `rp` rotations, not on every one.
+      local cap = 1024 - window
+      local floor = math.max(window, tonumber(r[14] or '0'))
+      if card >= math.min(2 * floor, cap + 1) then
+        local old = redis.call('ZRANGEBYSCORE', xk, '-inf', ARGV[1])
+        if #old > 0 then
+          lib().unptr(base, old)
+          redis.call('ZREM', xk, unpack(old))
+        end
+        card = card - #old
+        if card > cap then
+          local over = redis.call('ZRANGE', xk, 0, card - cap - 1)
+          lib().unptr(base, over)
+          redis.call('ZREM', xk, unpack(over))
+          card = cap
+        end
+        upd[#upd + 1] = 'rp'; upd[#upd + 1] = fmt(card)
       end
-      card = card - #old
-      if card > 1024 then
-        local over = redis.call('ZRANGE', xk, 0, card - 1025)
-        lib().unptr(base, over)
-        redis.call('ZREM', xk, unpack(over))
-        card = 1024
-      end
-      upd[#upd + 1] = 'rp'; upd[#upd + 1] = fmt(card)
+      upd[#upd + 1] = 'rn'; upd[#upd + 1] = fmt(card)
     end
-    upd[#upd + 1] = 'rn'; upd[#upd + 1] = fmt(card)
     code = 2
   elseif gu > 0 and gu <= now then
     -- No grace window needs the sealed current token any more.
@@ -275,7 +326,7 @@ if (mode == 'r' or mode == 't') and rf ~= '0' then
 end
 if #upd > 0 then redis.call('HSET', rk, unpack(upd)) end
 if drop_ctok then redis.call('HDEL', rk, 'ctok', 'gu') end
-if moved then lib().repx(base, sid, cur, lib().phys(exp, abs, ttl, slack)) end
+if moved then lib().repx(base, sid, cur, rq, lib().phys(exp, abs, ttl, slack)) end
 local v = ''
 if mode ~= 't' then v = r[12] end
 -- Version and creation time go back as the stored text: no conversion.
@@ -314,7 +365,7 @@ local base = ARGV[3]
 local sid = ARGV[4]
 local slack = tonumber(ARGV[11])
 local rk = KEYS[1]
-local r = redis.call('HMGET', rk, 'sb', 'ver', 'ct', 'exp', 'abs', 'ttl', 'px', 'sub', 'cur')
+local r = redis.call('HMGET', rk, 'sb', 'ver', 'ct', 'exp', 'abs', 'ttl', 'px', 'sub', 'cur', 'rq')
 if not r[1] or r[1] ~= ARGV[2] or now >= tonumber(r[4]) then return {0} end
 local ver = tonumber(r[2])
 if ver ~= tonumber(ARGV[5]) then return {1, ver} end
@@ -335,7 +386,7 @@ if ARGV[7] == 's' then
     sub = ARGV[10]
     redis.call('HSET', rk, 'sub', sub)
   end
-  if exp + slack > tonumber(r[7]) then lib().repx(base, sid, r[9], lib().phys(exp, abs, ttl, slack)) end
+  if exp + slack > tonumber(r[7]) then lib().repx(base, sid, r[9], r[10], lib().phys(exp, abs, ttl, slack)) end
 end
 return {2, ver, tonumber(r[3]), exp, abs, ttl, old_sub, sub, old_exp}
 "#;
@@ -353,16 +404,16 @@ return {2, ver, tonumber(r[3]), exp, abs, ttl, old_sub, sub, old_exp}
 const MIGRATE: &str = r#"
 local now = tonumber(ARGV[1])
 local base = ARGV[3]
-local r = redis.call('HMGET', KEYS[1], 'sb', 'ver', 'exp', 'sub', 'cur')
+local r = redis.call('HMGET', KEYS[1], 'sb', 'ver', 'exp', 'sub', 'cur', 'rq')
 if not r[1] or r[1] ~= ARGV[2] or now >= tonumber(r[3]) then return {0} end
 if tonumber(r[2]) ~= tonumber(ARGV[5]) then return {1} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {9} end
 local old_sub = r[4] or ''
 local sub = ARGV[11]
 if sub == '' then sub = old_sub end
-lib().drop(base, ARGV[4], r[5])
-local exp = lib().create(base, nil, ARGV[13], ARGV[7], ARGV[6], ARGV[8], now, tonumber(ARGV[9]), tonumber(ARGV[10]), sub,
-  tonumber(ARGV[12]))
+lib().drop(base, ARGV[4], r[5], r[6])
+local exp = lib().create(base, nil, ARGV[13], ARGV[7], ARGV[6], ARGV[8], now, tonumber(ARGV[9]), tonumber(ARGV[10]),
+  sub, tonumber(ARGV[12]))
 return {2, old_sub, sub, exp}
 "#;
 
@@ -382,23 +433,23 @@ local now = tonumber(ARGV[1])
 local base = ARGV[3]
 local sid = ARGV[4]
 local mode = ARGV[5]
-local r = redis.call('HMGET', KEYS[1], 'sb', 'sub', 'exp', 'cur', 'ver')
+local r = redis.call('HMGET', KEYS[1], 'sb', 'sub', 'exp', 'cur', 'ver', 'rq')
 if not r[1] or r[1] ~= ARGV[2] then return {0} end
 local exp = tonumber(r[3])
 local sub = r[2] or ''
 if mode == 'r' then
   if ARGV[6] ~= '' and sub ~= ARGV[6] then return {0} end
-  lib().drop(base, sid, r[4])
+  lib().drop(base, sid, r[4], r[6])
   if now >= exp then return {7, sub} end
   return {8, sub}
 end
 if mode == 'z' then
   if r[5] ~= '1' then return {1, exp} end
-  lib().drop(base, sid, r[4])
+  lib().drop(base, sid, r[4], r[6])
   return {8, sub}
 end
-if now >= exp then lib().drop(base, sid, r[4]); return {7, sub} end
-if mode == 'e' and exp <= tonumber(ARGV[6]) then lib().drop(base, sid, r[4]); return {10, sub} end
+if now >= exp then lib().drop(base, sid, r[4], r[6]); return {7, sub} end
+if mode == 'e' and exp <= tonumber(ARGV[6]) then lib().drop(base, sid, r[4], r[6]); return {10, sub} end
 return {1, exp}
 "#;
 

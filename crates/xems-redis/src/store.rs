@@ -4,8 +4,10 @@
 //! # Key layout and why it works on a Cluster
 //!
 //! ```text
-//! {P}:{rXX}:f:<sid>      hash    the record of one session (family)
-//! {P}:{rXX}:x:<sid>      zset    its retired addresses: x|y<digest> -> end of grace
+//! {P}:{rXX}:f:<sid>      hash    the record of one session (family), with its
+//!                                last retired addresses
+//! {P}:{rXX}:x:<sid>      zset    retired addresses beyond those, still in grace:
+//!                                x|y<digest> -> end of grace (only after bursts)
 //! {P}:{rXX}:t:<digest>   string  pointer: caller-key digest -> sid
 //! {P}:{s:<sandbox>}:n    zset    the sandbox ledger: sid -> idle deadline
 //! {P}:{s:<sandbox>}:p    zset    reservations made before their record exists
@@ -19,12 +21,15 @@
 //! encrypted sid (the *selector*) and 256 random bits: it names its record
 //! directly, so looking it up reads the record and nothing else, and
 //! rotating it writes the successor into the record, with **no key per
-//! token**. A retired token is a member `x<digest>` of the family's
-//! retired-token index. A caller key (chosen by the application) carries no
-//! selector: it is found through a pointer key named by its keyed digest,
-//! routes by `route_of(key)`, and is retired as `y<digest>` (its pointer
-//! lives until the index forgets it). Rotating a caller key mints a token
-//! for its family, so from then on the session's tokens carry selectors.
+//! token**. The last retired addresses (the retired-token window) are kept
+//! in the record too; one leaving the window while still in its grace
+//! window waits in `x:<sid>` until its grace ends (see `scripts` for the
+//! details). A caller key (chosen by the application) carries no selector:
+//! it is found through a pointer key named by its keyed digest, routes by
+//! `route_of(key)`, and is retired as `y<digest>` (minted tokens as
+//! `x<digest>`): its pointer lives as long as the family remembers it.
+//! Rotating a caller key mints a token for its family, so from then on the
+//! session's tokens carry selectors.
 //!
 //! So the slot of everything a session owns is computable from any of its
 //! addresses, before any round trip: a resolve, a rotation with its grace
@@ -836,7 +841,8 @@ impl Inner {
             self.settings.slack_ms,
             rot,
             age,
-            now + ms(opts.grace),
+            // Fixed width: the script stores it in 36-character entries.
+            &format!("{:013}", now + ms(opts.grace)),
             rf,
             rttl,
             next,

@@ -87,6 +87,8 @@ async fn rotating_a_minted_token_writes_no_key_per_token() {
         t = s.resolve("active", t.expose(), opts).await.unwrap().unwrap().token.unwrap();
         clock.advance(Duration::from_millis(1));
     }
+    // 50 rotations inside one grace period: all but the last 4 (the window,
+    // kept in the record) wait out their grace in the retired-token index.
     let keys = session_keys(&prefix);
     assert_eq!(keys.len(), 2, "the record and its retired-token index, whatever the rotations: {keys:?}");
     assert_eq!(pointers(&keys), 0);
@@ -137,4 +139,49 @@ async fn a_rotated_caller_key_keeps_its_pointer_while_remembered() {
     assert!(!s.exists("active", t2.expose()).await.unwrap(), "the family is revoked");
     assert!(s.del("active", t.expose()).await.unwrap());
     assert!(session_keys(&prefix).is_empty(), "nothing of either family is left: {:?}", session_keys(&prefix));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_rotated_slower_than_its_grace_is_its_record_only() {
+    let clock = MockClock::starting_now();
+    let prefix = common::fresh_prefix();
+    let s = store_with_prefix(&clock, &prefix).await;
+    let mut tokens = vec![s.create("active", b"v", CreateOptions::new()).await.unwrap().token];
+    for _ in 0..20 {
+        let opts = ResolveOptions::rotating().with_grace(Duration::from_secs(1));
+        let r = s.resolve("active", tokens.last().unwrap().expose(), opts).await.unwrap().unwrap();
+        tokens.push(r.token.unwrap());
+        clock.advance(Duration::from_secs(2));
+    }
+    let keys = session_keys(&prefix);
+    assert_eq!(keys.len(), 1, "the last retired tokens live in the record: {keys:?}");
+    // The window still detects a replay; older tokens are forgotten.
+    assert!(s.resolve("active", tokens[5].expose(), ResolveOptions::new()).await.unwrap().is_none());
+    assert_eq!(s.stats().await.unwrap().counters.reuse_detected, 0);
+    assert!(s.resolve("active", tokens[18].expose(), ResolveOptions::new()).await.unwrap().is_none());
+    assert_eq!(s.stats().await.unwrap().counters.reuse_detected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_1024_retired_tokens_are_remembered_even_in_grace() {
+    let clock = MockClock::starting_now();
+    let s = store(&clock).await;
+    let opts = ResolveOptions::rotating().with_grace(Duration::from_secs(55));
+    let mut tokens = vec![s.create("active", b"v", CreateOptions::new()).await.unwrap().token];
+    for _ in 0..1030 {
+        let r = s.resolve("active", tokens.last().unwrap().expose(), opts).await.unwrap().unwrap();
+        tokens.push(r.token.unwrap());
+        clock.advance(Duration::from_millis(1));
+    }
+    let current = tokens.last().unwrap().expose().to_owned();
+    // 1030 retired, all in grace: the 6 oldest are forgotten, plain misses.
+    for t in &tokens[..6] {
+        assert!(s.resolve("active", t.expose(), ResolveOptions::new()).await.unwrap().is_none());
+    }
+    assert_eq!(s.stats().await.unwrap().counters.reuse_detected, 0);
+    for t in [&tokens[6], &tokens[500], &tokens[1026], &tokens[1029]] {
+        let g = s.resolve("active", t.expose(), ResolveOptions::rotating()).await.unwrap().unwrap();
+        assert_eq!(g.outcome, ResolveOutcome::Grace);
+        assert_eq!(g.token.unwrap().expose(), current);
+    }
 }
