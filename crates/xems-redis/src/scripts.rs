@@ -127,12 +127,12 @@ end
 
 /// Uses an address (token or caller key).
 ///
-/// An address is found one of three ways (ARGV[16]): `x`, a token this
-/// store minted: KEYS[1] is the record its selector names and ARGV[17] the
-/// token's digest; `y`, a caller key whose family is known: KEYS[1] is the
-/// record and ARGV[17..] the key's digests; `p`, a caller key (or any other
-/// address): KEYS are its `n` pointer candidates (its digest under each
-/// secret of the keyring, current first).
+/// An address is found one of three ways (`ARGV[16]`): `x`, a token this
+/// store minted: `KEYS[1]` is the record its selector names and `ARGV[17]`
+/// the token's digest; `y`, a caller key whose family is known: `KEYS[1]` is
+/// the record and `ARGV[17..]` the key's digests; `p`, a caller key (or any
+/// other address): KEYS are its `n` pointer candidates (its digest under
+/// each secret of the keyring, current first).
 ///
 /// ARGV: now, sandbox, n, base, mode, reuse revokes (`1`/`0`), slack,
 /// rotate (`0` never, `1` always, `2` older than), age, end of the grace
