@@ -127,7 +127,12 @@ impl RedisStoreBuilder {
     }
 
     /// How many rotated-away tokens each session remembers for grace hits
-    /// and reuse detection (default 4, as the engine; 1 to 1024).
+    /// and reuse detection (default 4, as the engine; 1 to 1024). Tokens
+    /// still in their grace window are remembered beyond it, up to 1024.
+    ///
+    /// The window is kept inside the session's record, 36 bytes per token,
+    /// and every rotation rewrites it: a window of hundreds makes each
+    /// rotation copy kilobytes in Redis. Keep it small.
     pub fn retired_tokens_per_session(mut self, n: usize) -> Self {
         self.retired_window = n;
         self

@@ -3,7 +3,25 @@
 //!
 //! Every key is derived with HKDF-SHA256 from a master secret of the
 //! keyring with the **fixed** salt `xems/v1/redis`: every application node
-//! holding the same secret derives the same index and sealing keys.
+//! holding the same secret derives the same index, selector and sealing
+//! keys.
+//!
+//! Minted token layout (66 URL-safe base64 characters):
+//!
+//! ```text
+//! routing byte (1) || AES-256(session id (8, BE) || 0^8) (16) || verifier (32, random)
+//! ```
+//!
+//! The encrypted *selector* names the session's record, so a token finds its
+//! record without an index entry (the selector/verifier pattern, as the
+//! embedded engine's tokens): a rotation writes no pointer key and a retired
+//! token needs none. The selector key is per sandbox and per secret; eight
+//! zero bytes and the routing byte inside the block reject anything that is
+//! not a token this store minted (a caller key, a forgery) before Redis is
+//! asked. The record stores only the keyed digest of the whole token, so the
+//! 256-bit verifier is what authenticates. Every token of a session carries
+//! the same selector, as the engine's do; the selector reveals nothing about
+//! the session without the key.
 //!
 //! Sealed blob layout (values and tokens alike):
 //!
@@ -22,6 +40,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aes::Aes256;
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use base64::Engine as _;
 use parking_lot::Mutex;
 use xems_core::{Error, IndexDigest, IndexKey, KeyDeriver, KeyId, Keyring, Result, SealKey, Token};
@@ -37,6 +58,11 @@ const EPOCH_MS: u64 = 3_600_000;
 const HEADER: usize = 8;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Bytes of a minted token: routing byte, selector, 256-bit verifier.
+const TOKEN_BYTES: usize = 1 + 16 + 32;
+/// Characters of a minted token.
+pub(crate) const MINTED_LEN: usize = 66;
 
 /// What a sealing key is for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -79,6 +105,11 @@ impl Secrets {
         SandboxKeys {
             name: name.into(),
             index: self.derivers.iter().map(|(_, d)| d.index_key("index", name)).collect(),
+            selectors: self
+                .derivers
+                .iter()
+                .map(|(_, d)| Aes256::new(GenericArray::from_slice(&d.derive("redis-selector", name)[..])))
+                .collect(),
             ids: self.derivers.iter().map(|(id, _)| *id).collect(),
             derivers: self.derivers.iter().map(|(id, d)| (*id, d.derive("redis-root", name))).collect(),
             seal: Mutex::new(HashMap::new()),
@@ -91,6 +122,8 @@ pub(crate) struct SandboxKeys {
     name: Box<str>,
     /// Index keys, one per secret, current first.
     index: Vec<IndexKey>,
+    /// Selector keys of minted tokens, one per secret, current first.
+    selectors: Vec<Aes256>,
     ids: Vec<KeyId>,
     /// Per-secret roots of the epoch sealing keys.
     derivers: Vec<(KeyId, Zeroizing<[u8; 32]>)>,
@@ -111,6 +144,50 @@ impl SandboxKeys {
     /// The digest of an address under the current secret.
     pub(crate) fn current_digest(&self, address: &[u8]) -> IndexDigest {
         self.index[0].digest(address)
+    }
+
+    /// The digest of an address under the `i`th secret (current first).
+    pub(crate) fn digest_under(&self, i: usize, address: &[u8]) -> IndexDigest {
+        self.index[i].digest(address)
+    }
+
+    /// Mints a token naming the session whose id is `sid` (8 bytes, the
+    /// first its routing byte), under the current secret.
+    pub(crate) fn mint(&self, sid: [u8; 8]) -> Token {
+        let mut block = GenericArray::from([0u8; 16]);
+        block[..8].copy_from_slice(&sid);
+        self.selectors[0].encrypt_block(&mut block);
+        let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
+        raw[0] = sid[0];
+        raw[1..17].copy_from_slice(&block);
+        xems_core::random_bytes(&mut raw[17..]);
+        let mut text = Zeroizing::new([0u8; MINTED_LEN]);
+        B64.encode_slice(&raw[..], &mut text[..]).expect("49 bytes encode to 66 characters");
+        let text = std::str::from_utf8(&text[..]).expect("base64 is ASCII");
+        Token::from_string(text.to_owned())
+    }
+
+    /// The session a token minted by this store names, and which secret
+    /// (index into the keyring, current first) minted it; `None` for
+    /// anything else (caller keys, forgeries, other sandboxes' tokens).
+    pub(crate) fn selected(&self, text: &str) -> Option<([u8; 8], usize)> {
+        if text.len() != MINTED_LEN {
+            return None;
+        }
+        // The first 24 characters decode to the routing byte, the selector
+        // and one byte of the verifier.
+        let mut raw = [0u8; 18];
+        B64.decode_slice(&text.as_bytes()[..24], &mut raw).ok()?;
+        for (i, key) in self.selectors.iter().enumerate() {
+            let mut block = GenericArray::clone_from_slice(&raw[1..17]);
+            key.decrypt_block(&mut block);
+            if block[0] == raw[0] && block[8..].iter().all(|&b| b == 0) {
+                let mut sid = [0u8; 8];
+                sid.copy_from_slice(&block[..8]);
+                return Some((sid, i));
+            }
+        }
+        None
     }
 
     fn key(&self, purpose: Purpose, kid: u32, epoch: u32) -> Option<Arc<SealKey>> {
@@ -256,6 +333,41 @@ mod tests {
         assert_ne!(s1[4..8], s2[4..8]);
         assert_eq!(&**a.open_value("id", 1, &s1).unwrap(), b"v");
         assert_eq!(&**a.open_value("id", 1, &s2).unwrap(), b"v");
+    }
+
+    #[test]
+    fn minted_tokens_name_their_session_under_their_secret_only() {
+        let old = MasterSecret::generate();
+        let ring = Keyring::new(old.clone());
+        let a = keys(&ring, "a");
+        let sid = [0x3f, 1, 2, 3, 4, 5, 6, 7];
+        let t = a.mint(sid);
+        assert_eq!(t.expose().len(), MINTED_LEN);
+        assert_eq!(xems_core::route_of(t.expose()), 0x3f, "the routing byte is the session's");
+        assert_eq!(a.selected(t.expose()), Some((sid, 0)));
+        // Two tokens of one session share the selector, never the verifier.
+        let u = a.mint(sid);
+        // (17 bytes are 22 characters and 4 bits of the 23rd.)
+        assert_eq!(t.expose()[..22], u.expose()[..22]);
+        assert_ne!(t.expose()[23..], u.expose()[23..]);
+        // Another sandbox, another secret, a changed routing byte, a caller
+        // key of the same length: none names a session.
+        assert_eq!(keys(&ring, "b").selected(t.expose()), None);
+        assert_eq!(keys(&Keyring::new(MasterSecret::generate()), "a").selected(t.expose()), None);
+        let mut moved = t.expose().as_bytes().to_vec();
+        moved[0] = if moved[0] == b'A' { b'B' } else { b'A' };
+        assert_eq!(a.selected(std::str::from_utf8(&moved).unwrap()), None);
+        assert_eq!(a.selected(&"A".repeat(MINTED_LEN)), None);
+        assert_eq!(a.selected(&"!".repeat(MINTED_LEN)), None);
+        assert_eq!(a.selected(Token::mint(3).expose()), None);
+        // After a secret rotation the old token is still recognized, as the
+        // previous secret's.
+        let rotated = keys(&Keyring::new(MasterSecret::generate()).with_previous(old).unwrap(), "a");
+        assert_eq!(rotated.selected(t.expose()), Some((sid, 1)));
+        assert_eq!(
+            rotated.digest_under(1, t.expose().as_bytes()).index(),
+            a.current_digest(t.expose().as_bytes()).index()
+        );
     }
 
     #[test]

@@ -25,9 +25,20 @@
 //! AES-256-GCM (random nonces, per-hour keys derived from the master secret
 //! with HKDF-SHA256, associated data binding the sandbox, the session id and
 //! the version); tokens and caller keys appear only as HMAC-SHA256 digests
-//! in key names; while a grace window is open the session's current token is
-//! kept sealed (never in clear) so grace hits can return it. Subjects are
-//! stored as keyed digests. Sandbox names appear in key names.
+//! (a caller key's in the name of its pointer key, a token's inside its
+//! session's record); while a grace window is open the session's current
+//! token is kept sealed (never in clear) so grace hits can return it.
+//! Subjects are stored as keyed digests. Sandbox names and session ids
+//! appear in key names.
+//!
+//! A token this store mints is 66 characters: the session's routing byte,
+//! its session id encrypted with AES-256 under a key of the sandbox
+//! (derived from the secret), and 256 random bits. The encrypted id lets a
+//! lookup read the session's record directly: a rotation writes no key for
+//! the new token and keeps none for the old one, only a few fields of the
+//! record. Every token of one session carries the same encrypted id (as the
+//! embedded engine's tokens do): someone who sees two tokens can tell they
+//! belong to one session, and nothing more without the secret.
 //!
 //! # Atomicity and Cluster
 //!

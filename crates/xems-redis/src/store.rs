@@ -4,26 +4,40 @@
 //! # Key layout and why it works on a Cluster
 //!
 //! ```text
-//! {P}:{rXX}:f:<sid>      hash    the record of one session (family)
-//! {P}:{rXX}:x:<sid>      zset    its rotated-away tokens: digest -> end of grace
-//! {P}:{rXX}:t:<digest>   string  pointer: token or caller-key digest -> sid
+//! {P}:{rXX}:f:<sid>      hash    the record of one session (family), with its
+//!                                last retired addresses
+//! {P}:{rXX}:x:<sid>      zset    retired addresses beyond those, still in grace:
+//!                                x|y<digest> -> end of grace (only after bursts)
+//! {P}:{rXX}:t:<digest>   string  pointer: caller-key digest -> sid
 //! {P}:{s:<sandbox>}:n    zset    the sandbox ledger: sid -> idle deadline
 //! {P}:{s:<sandbox>}:p    zset    reservations made before their record exists
 //! {P}:{s:<sandbox>}:u:<subject digest>  zset  subject index: sid -> created
 //! {P}:sandboxes          set     sandbox names, for stats and the sweeper
 //! ```
 //!
-//! `XX` is the **routing byte** of the session's tokens in hex. A token is
-//! 44 characters: one routing byte and 256 random bits (`Token::mint`), and a
-//! successor copies its predecessor's routing byte, so every token of a
-//! session names the same group. A caller key routes by `route_of(key)`, and
-//! the successor of a rotated caller key copies that byte. So the slot of
-//! everything a session owns is computable from any of its addresses, before
-//! any round trip: a resolve, a rotation with its grace bookkeeping, a reuse
-//! revocation and a migration are each **one script in one slot**. The
-//! session id (`sid`, the public [`SessionId`]) is 64 bits whose top byte is
-//! the same routing byte, so `revoke_session` finds the slot from the id.
-//! 256 groups spread evenly over any Cluster of up to a few dozen masters.
+//! `XX` is the **routing byte** of the session in hex. The session id
+//! (`sid`, the public [`SessionId`]) is 64 bits whose top byte is the
+//! routing byte. A token this store mints (see `keys`) is that byte, the
+//! encrypted sid (the *selector*) and 256 random bits: it names its record
+//! directly, so looking it up reads the record and nothing else, and
+//! rotating it writes the successor into the record, with **no key per
+//! token**. The last retired addresses (the retired-token window) are kept
+//! in the record too; one leaving the window while still in its grace
+//! window waits in `x:<sid>` until its grace ends (see `scripts` for the
+//! details). A caller key (chosen by the application) carries no selector:
+//! it is found through a pointer key named by its keyed digest, routes by
+//! `route_of(key)`, and is retired as `y<digest>` (minted tokens as
+//! `x<digest>`): its pointer lives as long as the family remembers it.
+//! Rotating a caller key mints a token for its family, so from then on the
+//! session's tokens carry selectors.
+//!
+//! So the slot of everything a session owns is computable from any of its
+//! addresses, before any round trip: a resolve, a rotation with its grace
+//! bookkeeping, a reuse revocation and a migration are each **one script in
+//! one slot** (the first rotation of a caller key takes two: the first
+//! learns which family the key names, so that the successor can name it).
+//! `revoke_session` finds the slot from the id. 256 groups spread evenly
+//! over any Cluster of up to a few dozen masters.
 //!
 //! A migration creates a session in another sandbox **in the same group**
 //! (the new token keeps the routing byte), so one script deletes the old
@@ -236,19 +250,49 @@ fn meta(sid: &str, version: u64, created: u64, exp: u64, abs: u64, ttl: u64, cap
     )
 }
 
-/// A fresh session id in group `route`: 64 bits, the top byte the group.
-fn new_sid(route: u8) -> String {
+/// A fresh session id in group `route`: 64 bits, the top byte the group;
+/// its text and its bytes (which minted tokens carry, encrypted).
+fn new_sid(route: u8) -> (String, [u8; 8]) {
     let mut r = [0u8; 8];
     xems_core::random_bytes(&mut r[1..]);
     r[0] = route;
-    SessionId::from_u64(u64::from_be_bytes(r)).as_str().to_owned()
+    (sid_text(r), r)
+}
+
+fn sid_text(bytes: [u8; 8]) -> String {
+    SessionId::from_u64(u64::from_be_bytes(bytes)).as_str().to_owned()
+}
+
+/// The bytes of a session id.
+fn sid_bytes(sid: &str) -> Option<[u8; 8]> {
+    let mut out = [0u8; 9];
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(sid, &mut out).ok()?;
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    (n == 8).then_some(b)
 }
 
 /// The group of a session id.
 fn sid_route(sid: &str) -> Option<u8> {
-    let mut out = [0u8; 9];
-    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(sid, &mut out).ok()?;
-    (n == 8).then_some(out[0])
+    sid_bytes(sid).map(|b| b[0])
+}
+
+/// How the access script finds an address's family.
+struct Addr {
+    /// The script's KEYS: the record (`how` `x` or `y`) or the pointer
+    /// candidates (`p`).
+    keys: Vec<String>,
+    /// `x` a token this store minted, `y` a caller key whose family is
+    /// known, `p` an address to look up through its pointers.
+    how: &'static str,
+    /// The address's digests (key-name text) for `x` and `y`.
+    digests: Vec<String>,
+    /// The key-name prefix of its group.
+    base: String,
+    /// Its fingerprint under the current secret, for events.
+    fp: Fingerprint,
+    /// The family, when known before asking Redis (`x`, `y`).
+    sid: Option<[u8; 8]>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -262,8 +306,10 @@ enum Used {
     Nothing,
     /// A rotated token past its grace (the caller decides what to answer).
     Replayed,
-    /// The successor's pointer was taken: mint another.
-    Retry,
+    /// A rotation is due, and the address (a caller key) did not say which
+    /// family it names: here it is (sid, the key's digest), mint the
+    /// successor for it and ask again.
+    NeedsSuccessor([u8; 8], String),
 }
 
 impl RedisStore {
@@ -489,12 +535,56 @@ impl Inner {
         Ok((ms(ttl.effective), now + ms(abs.effective), capped))
     }
 
-    /// Pointer key names of an address under every secret, current first,
-    /// with its fingerprint under the current secret.
-    fn pointers(&self, sb: &Sandbox, base: &str, address: &str) -> (Vec<String>, Fingerprint) {
+    /// How to find an address: a token this store minted names its record
+    /// (one digest, under the secret that minted it); anything else is
+    /// looked up through its pointer under every secret, current first.
+    fn addr(&self, sb: &Sandbox, address: &str) -> Addr {
+        if let Some((sid, i)) = sb.keys.selected(address) {
+            let base = self.base(sid[0]);
+            let d = sb.keys.digest_under(i, address.as_bytes());
+            let fp = if i == 0 { d.fingerprint() } else { sb.keys.current_digest(address.as_bytes()).fingerprint() };
+            return Addr {
+                keys: vec![format!("{base}f:{}", sid_text(sid))],
+                how: "x",
+                digests: vec![b64(&d.index())],
+                base,
+                fp,
+                sid: Some(sid),
+            };
+        }
+        let base = self.base(route_of(address));
         let digests = sb.keys.digests(address.as_bytes());
-        let fp = digests[0].fingerprint();
-        (digests.iter().map(|d| format!("{base}t:{}", b64(&d.index()))).collect(), fp)
+        Addr {
+            keys: digests.iter().map(|d| format!("{base}t:{}", b64(&d.index()))).collect(),
+            how: "p",
+            digests: Vec::new(),
+            base,
+            fp: digests[0].fingerprint(),
+            sid: None,
+        }
+    }
+
+    /// A caller key whose family is known: its record, and the digest its
+    /// pointer is named by.
+    fn caller_addr(&self, sid: [u8; 8], digest: String, fp: Fingerprint) -> Addr {
+        let base = self.base(sid[0]);
+        Addr {
+            keys: vec![format!("{base}f:{}", sid_text(sid))],
+            how: "y",
+            digests: vec![digest],
+            base,
+            fp,
+            sid: Some(sid),
+        }
+    }
+
+    /// Mints a successor token for family `sid`: the token, its digest
+    /// (key-name text) and the token sealed for grace hits.
+    fn successor(&self, sb: &Sandbox, sid: [u8; 8]) -> (Token, String, Vec<u8>) {
+        let t = sb.keys.mint(sid);
+        let digest = b64(&sb.keys.current_digest(t.expose().as_bytes()).index());
+        let sealed = sb.keys.seal_token(self.now(), &digest, &t);
+        (t, digest, sealed)
     }
 
     // ----- ledger ----------------------------------------------------------
@@ -717,21 +807,16 @@ impl Inner {
 
     // ----- addresses -------------------------------------------------------
 
-    /// Runs the access script in a mode that uses the address (`r`, `t`,
-    /// `w`), handling replays, expiry and the ledger.
+    /// The access script's arguments for `addr` (see `scripts::ACCESS`).
     #[allow(clippy::too_many_arguments)]
-    async fn use_addr(
+    fn access_args(
         &self,
         sb: &Sandbox,
-        address: &str,
+        addr: &Addr,
         mode: &str,
         opts: &ResolveOptions,
         successor: Option<(&str, Vec<u8>)>,
-    ) -> Result<Used> {
-        let route = route_of(address);
-        let base = self.base(route);
-        let (mut keys, fp) = self.pointers(sb, &base, address);
-        let n = keys.len();
+    ) -> Vec<Arg> {
         let (rot, age) = match opts.rotate {
             Rotation::Never => ("0", 0),
             Rotation::Always => ("1", 0),
@@ -742,37 +827,48 @@ impl Inner {
             Refresh::Idle => ("1", 0),
             Refresh::To(d) => ("2", ms(cap_ttl(d).effective)),
         };
-        let (rot, ctok) = match successor {
-            Some((digest, sealed)) => {
-                keys.push(format!("{base}t:{digest}"));
-                (rot, sealed)
-            }
-            None => ("0", Vec::new()),
-        };
+        let (next, ctok) = successor.unwrap_or(("", Vec::new()));
         let reuse = if self.settings.reuse_policy == ReusePolicy::RevokeSession { "1" } else { "0" };
-        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let reply = self
-            .eval(
-                &SCRIPTS.access,
-                &key_refs,
-                args![
-                    self.now(),
-                    &sb.name,
-                    n,
-                    &base,
-                    mode,
-                    reuse,
-                    self.settings.slack_ms,
-                    rot,
-                    age,
-                    ms(opts.grace),
-                    rf,
-                    rttl,
-                    ctok,
-                    self.settings.retired_window
-                ],
-            )
-            .await?;
+        let n = if addr.how == "p" { addr.keys.len() } else { addr.digests.len() };
+        let now = self.now();
+        let mut args = args![
+            now,
+            &sb.name,
+            n,
+            &addr.base,
+            mode,
+            reuse,
+            self.settings.slack_ms,
+            rot,
+            age,
+            // Fixed width: the script stores it in 36-character entries.
+            &format!("{:013}", now + ms(opts.grace)),
+            rf,
+            rttl,
+            next,
+            ctok,
+            self.settings.retired_window,
+            addr.how
+        ];
+        args.extend(addr.digests.iter().map(Arg::from));
+        args
+    }
+
+    /// Runs the access script in a mode that uses the address (`r`, `t`,
+    /// `w`), handling replays, expiry and the ledger. `successor` is the
+    /// digest and sealed text of the token a rotation would mint.
+    async fn use_addr(
+        &self,
+        sb: &Sandbox,
+        addr: &Addr,
+        mode: &str,
+        opts: &ResolveOptions,
+        successor: Option<(&str, Vec<u8>)>,
+    ) -> Result<Used> {
+        let fp = addr.fp;
+        let args = self.access_args(sb, addr, mode, opts, successor);
+        let key_refs: Vec<&str> = addr.keys.iter().map(String::as_str).collect();
+        let reply = self.eval(&SCRIPTS.access, &key_refs, args).await?;
         match int(reply.first()) {
             code::CURRENT | code::ROTATED | code::GRACE => {
                 let mut found = Found::parse(reply);
@@ -796,7 +892,11 @@ impl Inner {
                 self.dropped(sb, c, &sid, &sub, Some(fp)).await?;
                 Ok(Used::Nothing)
             }
-            code::RETRY => Ok(Used::Retry),
+            code::NEEDS_SUCCESSOR => {
+                let mut it = reply.into_iter().skip(1);
+                let (sid, digest) = (text(it.next()), text(it.next()));
+                Ok(sid_bytes(&sid).map_or(Used::Nothing, |sid| Used::NeedsSuccessor(sid, digest)))
+            }
             _ => Ok(Used::Nothing),
         }
     }
@@ -804,22 +904,16 @@ impl Inner {
     /// Runs the access script in a mode that does not use the address
     /// (`e`, `d`, `k`): returns the code and, for `d`/`k`, the sid.
     async fn probe(&self, sb: &Sandbox, address: &str, mode: &str) -> Result<(i64, String)> {
-        let route = route_of(address);
-        let base = self.base(route);
-        let (keys, fp) = self.pointers(sb, &base, address);
-        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let reply = self
-            .eval(
-                &SCRIPTS.access,
-                &key_refs,
-                args![self.now(), &sb.name, keys.len(), &base, mode, "0", self.settings.slack_ms],
-            )
-            .await?;
+        let addr = self.addr(sb, address);
+        let opts = ResolveOptions::new().with_refresh(Refresh::No);
+        let args = self.access_args(sb, &addr, mode, &opts, None);
+        let key_refs: Vec<&str> = addr.keys.iter().map(String::as_str).collect();
+        let reply = self.eval(&SCRIPTS.access, &key_refs, args).await?;
         let c = int(reply.first());
         let mut it = reply.into_iter().skip(1);
         let (sid, sub) = (text(it.next()), text(it.next()));
         if c == code::EXPIRED || c == code::DELETED {
-            self.dropped(sb, c, &sid, &sub, Some(fp)).await?;
+            self.dropped(sb, c, &sid, &sub, Some(addr.fp)).await?;
         }
         Ok((c, sid))
     }
@@ -848,18 +942,29 @@ impl Inner {
             let mut route = [0u8; 1];
             xems_core::random_bytes(&mut route);
             let route = route[0];
-            let sid = new_sid(route);
-            let token = Token::mint(route);
+            let (sid, sid_raw) = new_sid(route);
+            // The token names its record: no pointer key.
+            let token = sb.keys.mint(sid_raw);
             let base = self.base(route);
             let digest = sb.keys.current_digest(token.expose().as_bytes());
-            let ptr = format!("{base}t:{}", b64(&digest.index()));
             let rk = format!("{base}f:{sid}");
             let sealed = sb.keys.seal_value(now, &sid, 1, value);
             let reply = self
                 .eval(
                     &SCRIPTS.create,
-                    &[&ptr, &rk],
-                    args![now, &sb.name, &base, &sid, sealed, ttl, abs, &sub, self.settings.slack_ms],
+                    &[&rk],
+                    args![
+                        now,
+                        &sb.name,
+                        &base,
+                        &sid,
+                        sealed,
+                        ttl,
+                        abs,
+                        &sub,
+                        self.settings.slack_ms,
+                        &b64(&digest.index())
+                    ],
                 )
                 .await?;
             if int(reply.first()) != 0 {
@@ -909,20 +1014,23 @@ impl Inner {
             _ => false,
         };
         let sb = self.sandbox(sandbox)?;
-        let route = route_of(token);
+        let mut addr = self.addr(&sb, token);
         for _ in 0..RETRIES {
             // A rotating resolve brings its candidate successor, sealed: the
-            // script keeps it only if it rotates.
-            let candidate = (opts.rotate != Rotation::Never).then(|| {
-                let t = Token::mint(route);
-                let digest = b64(&sb.keys.current_digest(t.expose().as_bytes()).index());
-                let sealed = sb.keys.seal_token(self.now(), &digest, &t);
-                (t, digest, sealed)
-            });
+            // script keeps it only if it rotates. The successor names the
+            // family, so it needs the family: a caller key learns it first
+            // (`NeedsSuccessor`).
+            let candidate = match addr.sid {
+                Some(sid) if opts.rotate != Rotation::Never => Some(self.successor(&sb, sid)),
+                _ => None,
+            };
             let successor = candidate.as_ref().map(|(_, d, s)| (d.as_str(), s.clone()));
-            let found = match self.use_addr(&sb, token, "r", opts, successor).await? {
+            let found = match self.use_addr(&sb, &addr, "r", opts, successor).await? {
                 Used::Found(f) => f,
-                Used::Retry => continue,
+                Used::NeedsSuccessor(sid, digest) => {
+                    addr = self.caller_addr(sid, digest, addr.fp);
+                    continue;
+                }
                 Used::Nothing | Used::Replayed => return Ok(None),
             };
             let fp = found.fp;
@@ -946,7 +1054,7 @@ impl Inner {
             self.ledger_after_write(&sb, &found.sid, found.exp, found.old_exp).await?;
             return Ok(Some(Resolved::new(value, next, outcome, found.meta(capped))));
         }
-        Err(Error::unavailable("could not mint a free successor token"))
+        Err(Error::unavailable("the session kept changing under this resolve"))
     }
 
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: &CreateOptions) -> Result<SessionMeta> {
@@ -958,11 +1066,12 @@ impl Inner {
         self.register(&sb).await?;
         let route = route_of(key);
         let base = self.base(route);
+        let addr = self.addr(&sb, key);
         for _ in 0..RETRIES {
             let now = self.now();
-            match self.use_addr(&sb, key, "w", &ResolveOptions::new(), None).await? {
+            match self.use_addr(&sb, &addr, "w", &ResolveOptions::new(), None).await? {
                 Used::Replayed => return Err(Error::TokenRetired),
-                Used::Retry => continue,
+                Used::NeedsSuccessor(..) => continue,
                 Used::Found(f) => {
                     let sealed = sb.keys.seal_value(now, &f.sid, f.version + 1, value);
                     let rk = format!("{base}f:{}", f.sid);
@@ -1012,15 +1121,18 @@ impl Inner {
                     return Ok(meta(&f.sid, version, created, exp, abs, ttl, capped));
                 }
                 Used::Nothing => {
-                    let sid = new_sid(route);
-                    let ptr = format!("{base}t:{}", b64(&sb.keys.current_digest(key.as_bytes()).index()));
+                    // A caller key (or a token-shaped address that leads
+                    // nowhere, as the engine does): found through a pointer.
+                    let (sid, _) = new_sid(route);
+                    let digest = b64(&sb.keys.current_digest(key.as_bytes()).index());
+                    let ptr = format!("{base}t:{digest}");
                     let rk = format!("{base}f:{sid}");
                     let sealed = sb.keys.seal_value(now, &sid, 1, value);
                     let reply = self
                         .eval(
                             &SCRIPTS.create,
-                            &[&ptr, &rk],
-                            args![now, &sb.name, &base, &sid, sealed, ttl, abs, &sub, self.settings.slack_ms],
+                            &[&rk, &ptr],
+                            args![now, &sb.name, &base, &sid, sealed, ttl, abs, &sub, self.settings.slack_ms, &digest],
                         )
                         .await?;
                     if int(reply.first()) != 0 {
@@ -1042,12 +1154,13 @@ impl Inner {
         validate_key(key)?;
         let sb = self.sandbox(sandbox)?;
         self.check_value(&sb, value)?;
-        let base = self.base(route_of(key));
-        let f = match self.use_addr(&sb, key, "w", &ResolveOptions::new(), None).await? {
+        let addr = self.addr(&sb, key);
+        let f = match self.use_addr(&sb, &addr, "w", &ResolveOptions::new(), None).await? {
             Used::Replayed => return Err(Error::TokenRetired),
             Used::Found(f) => f,
-            Used::Nothing | Used::Retry => return Ok(UpdateOutcome::NotFound),
+            Used::Nothing | Used::NeedsSuccessor(..) => return Ok(UpdateOutcome::NotFound),
         };
+        let base = addr.base;
         if f.version != expected {
             return Ok(UpdateOutcome::Conflict { current_version: f.version });
         }
@@ -1086,7 +1199,8 @@ impl Inner {
         let capped = ttl.is_some_and(|d| cap_ttl(d).capped);
         let sb = self.sandbox(sandbox)?;
         let opts = ResolveOptions::new().with_refresh(refresh);
-        match self.use_addr(&sb, key, "t", &opts, None).await? {
+        let addr = self.addr(&sb, key);
+        match self.use_addr(&sb, &addr, "t", &opts, None).await? {
             Used::Found(f) => {
                 self.ledger_after_write(&sb, &f.sid, f.exp, f.old_exp).await?;
                 Ok(Some(f.meta(capped)))
@@ -1112,13 +1226,12 @@ impl Inner {
         let new_sub = self.subject_digest(opts.subject.as_deref())?;
         let (ttl, abs_ttl_probe, capped) = self.lifetimes(&dst, 0, opts.ttl, opts.absolute_ttl)?;
         self.register(&dst).await?;
-        let route = route_of(token);
-        let base = self.base(route);
+        let addr = self.addr(&src, token);
+        let base = addr.base.clone();
         for _ in 0..RETRIES {
-            let f = match self.use_addr(&src, token, "w", &ResolveOptions::new(), None).await? {
+            let f = match self.use_addr(&src, &addr, "w", &ResolveOptions::new(), None).await? {
                 Used::Found(f) => f,
-                Used::Retry => continue,
-                Used::Nothing | Used::Replayed => return Ok(None),
+                Used::Nothing | Used::Replayed | Used::NeedsSuccessor(..) => return Ok(None),
             };
             let plaintext: Zeroizing<Vec<u8>> = match value {
                 Some(v) => Zeroizing::new(v.to_vec()),
@@ -1129,10 +1242,12 @@ impl Inner {
             }
             let now = self.now();
             let abs = now + abs_ttl_probe;
-            let sid = new_sid(route);
-            let new_token = Token::mint(route);
+            // The new session is in the same group, so one script in one
+            // slot moves it; its token names its new record.
+            let Some(route) = sid_route(&f.sid) else { return Ok(None) };
+            let (sid, sid_raw) = new_sid(route);
+            let new_token = dst.keys.mint(sid_raw);
             let digest = dst.keys.current_digest(new_token.expose().as_bytes());
-            let ptr = format!("{base}t:{}", b64(&digest.index()));
             let new_rk = format!("{base}f:{sid}");
             let old_rk = format!("{base}f:{}", f.sid);
             let sealed = dst.keys.seal_value(now, &sid, 1, &plaintext);
@@ -1146,7 +1261,7 @@ impl Inner {
             let reply = self
                 .eval(
                     &SCRIPTS.migrate,
-                    &[&old_rk, &ptr, &new_rk],
+                    &[&old_rk, &new_rk],
                     args![
                         now,
                         &src.name,
@@ -1159,7 +1274,8 @@ impl Inner {
                         ttl,
                         abs,
                         &new_sub,
-                        self.settings.slack_ms
+                        self.settings.slack_ms,
+                        &b64(&digest.index())
                     ],
                 )
                 .await?;
@@ -1375,8 +1491,9 @@ mod tests {
     #[test]
     fn session_ids_carry_their_group() {
         for route in [0u8, 1, 0x3f, 0x80, 0xff] {
-            let sid = new_sid(route);
+            let (sid, raw) = new_sid(route);
             assert_eq!(sid.len(), 11);
+            assert_eq!(sid_bytes(&sid), Some(raw));
             assert_eq!(sid_route(&sid), Some(route));
             assert!(SessionId::new(&sid).is_some());
         }
