@@ -571,6 +571,7 @@ mod tests {
 
     #[test]
     fn attributes_render_in_a_stable_order() {
+        xems_testkit::logs::capture();
         let c = CookieOptions::default();
         assert_eq!(cookie_attributes(&c), "; Path=/; HttpOnly; Secure; SameSite=Strict");
         let c = CookieOptions {
@@ -586,6 +587,7 @@ mod tests {
 
     #[test]
     fn cookie_names() {
+        xems_testkit::logs::capture();
         assert!(validate_cookie_name("xems_token").is_ok());
         assert!(validate_cookie_name("__Host-xems").is_ok());
         for bad in ["", "a b", "a;b", "a=b", "é", "a\"b"] {

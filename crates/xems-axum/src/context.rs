@@ -338,6 +338,7 @@ mod tests {
 
     #[test]
     fn finds_the_cookie_among_others() {
+        xems_testkit::logs::capture();
         let h = headers(&["a=1; xems_token=abc; b=2"]);
         assert_eq!(cookie_value(&h, "xems_token"), Some("abc"));
         let h = headers(&["a=1", "xems_token=\"q\""]);

@@ -481,6 +481,7 @@ mod tests {
 
     #[test]
     fn urls() {
+        xems_testkit::logs::capture();
         assert_eq!(parse_url("xems://127.0.0.1:7379").unwrap(), Target::Tcp("127.0.0.1:7379".into()));
         assert_eq!(parse_url("tcp://h:1/").unwrap(), Target::Tcp("h:1".into()));
         assert_eq!(parse_url("unix:///run/x.sock").unwrap(), Target::Unix("/run/x.sock".into()));
@@ -491,6 +492,7 @@ mod tests {
 
     #[test]
     fn error_mapping() {
+        xems_testkit::logs::capture();
         let e = to_error(Response::error("token_retired", "x"));
         assert!(matches!(e, Error::TokenRetired));
         let e = to_error(Response::error("invalid_sandbox", "bad name"));

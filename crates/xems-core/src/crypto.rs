@@ -274,6 +274,7 @@ mod tests {
 
     #[test]
     fn derivations_are_separated() {
+        xems_testkit::logs::capture();
         let d = KeyDeriver::new(&MasterSecret::generate(), b"salt");
         assert_ne!(*d.derive("index", "a"), *d.derive("index", "b"));
         assert_ne!(*d.derive("index", "a"), *d.derive("value", "a"));
@@ -285,6 +286,7 @@ mod tests {
 
     #[test]
     fn seal_binds_nonce_and_aad() {
+        xems_testkit::logs::capture();
         let k = SealKey::new(&[7; 32]);
         let mut sealed = k.seal([1; 12], b"aad", b"", b"hello");
         assert_eq!(sealed.len(), 5 + SealKey::TAG_LEN);
@@ -303,6 +305,7 @@ mod tests {
 
     #[test]
     fn random_nonce_round_trip() {
+        xems_testkit::logs::capture();
         let k = SealKey::new(&[7; 32]);
         let a = k.seal_random_nonce(b"x", b"secret");
         let b = k.seal_random_nonce(b"x", b"secret");
@@ -314,6 +317,7 @@ mod tests {
 
     #[test]
     fn index_digest_parts() {
+        xems_testkit::logs::capture();
         let k = IndexKey::new(&[1; 32]);
         let d = k.digest(b"token");
         assert_eq!(d.index(), k.digest(b"token").index());

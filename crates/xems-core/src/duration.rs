@@ -208,6 +208,7 @@ mod tests {
 
     #[test]
     fn units_and_compounds() {
+        xems_testkit::logs::capture();
         let cases = [
             ("1ms", 1),
             ("1s", 1000),
@@ -227,6 +228,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_input() {
+        xems_testkit::logs::capture();
         for (input, reason) in [
             ("", "empty"),
             ("   ", "empty"),
@@ -248,6 +250,7 @@ mod tests {
 
     #[test]
     fn cap() {
+        xems_testkit::logs::capture();
         assert_eq!(cap_ttl(MAX_TTL), CappedTtl { effective: MAX_TTL, capped: false });
         let over = MAX_TTL + Duration::from_millis(1);
         assert_eq!(cap_ttl(over), CappedTtl { effective: MAX_TTL, capped: true });
@@ -256,11 +259,13 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics(s in ".{0,40}") {
+            xems_testkit::logs::capture();
             let _ = parse_duration(&s);
         }
 
         #[test]
         fn format_round_trips(ms in 1u64..10_000_000_000) {
+            xems_testkit::logs::capture();
             let d = Duration::from_millis(ms);
             prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
         }

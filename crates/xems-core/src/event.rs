@@ -251,6 +251,7 @@ mod tests {
 
     #[test]
     fn counters_cover_every_kind() {
+        xems_testkit::logs::capture();
         let mut c = Counters::default();
         for (i, kind) in EventKind::ALL.into_iter().enumerate() {
             c.add(kind, i as u64 + 1);

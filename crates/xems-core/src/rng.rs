@@ -127,6 +127,7 @@ mod tests {
 
     #[test]
     fn draws_never_repeat() {
+        xems_testkit::logs::capture();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             let mut b = [0u8; 32];
@@ -137,6 +138,7 @@ mod tests {
 
     #[test]
     fn handed_out_bytes_leave_no_trace_in_the_generator() {
+        xems_testkit::logs::capture();
         let mut g = Generator::new();
         let mut a = [0u8; 32];
         g.fill(&mut a);
@@ -158,6 +160,7 @@ mod tests {
 
     #[test]
     fn threads_draw_different_streams() {
+        xems_testkit::logs::capture();
         let draw = || {
             let mut b = [0u8; 32];
             fill(&mut b);

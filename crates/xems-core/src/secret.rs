@@ -297,6 +297,7 @@ mod tests {
 
     #[test]
     fn encodings() {
+        xems_testkit::logs::capture();
         let raw = MasterSecret::parse("abcdefghijklmnopqrstuvwxyz012345").unwrap();
         let hex = MasterSecret::parse("hex:6162636465666768696a6b6c6d6e6f707172737475767778797a303132333435").unwrap();
         assert_eq!(raw, hex);
@@ -309,6 +310,7 @@ mod tests {
 
     #[test]
     fn wrong_lengths_name_the_length() {
+        xems_testkit::logs::capture();
         for (input, found) in [
             ("", 0),
             ("abcdefghijklmnopqrstuvwxyz01234", 31),
@@ -327,6 +329,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
+        xems_testkit::logs::capture();
         let s = MasterSecret::parse("abcdefghijklmnopqrstuvwxyz012345").unwrap();
         let shown = format!("{s:?} {:?}", Keyring::new(s.clone()));
         assert!(!shown.contains("abcdef"), "{shown}");
@@ -335,6 +338,7 @@ mod tests {
 
     #[test]
     fn keyring_refuses_duplicates() {
+        xems_testkit::logs::capture();
         let s = MasterSecret::generate();
         assert!(Keyring::new(s.clone()).with_previous(s).is_err());
     }

@@ -134,6 +134,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_route_and_differ() {
+        xems_testkit::logs::capture();
         for route in [0u8, 1, 63, 64, 200, 255] {
             let t = Token::mint(route);
             assert_eq!(route_of(t.expose()), route);
@@ -144,6 +145,7 @@ mod tests {
 
     #[test]
     fn caller_keys_route_stably() {
+        xems_testkit::logs::capture();
         let k = "9f0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f50617";
         assert_eq!(route_of(k), route_of(k));
         let spread: std::collections::HashSet<u8> = (0..2000).map(|i| route_of(&format!("user:{i}"))).collect();
@@ -152,6 +154,7 @@ mod tests {
 
     #[test]
     fn key_validation() {
+        xems_testkit::logs::capture();
         assert!(validate_key("").is_err());
         assert!(validate_key(&"k".repeat(513)).is_err());
         assert!(validate_key(&"k".repeat(512)).is_ok());

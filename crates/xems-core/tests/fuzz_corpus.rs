@@ -5,5 +5,6 @@
 
 #[test]
 fn duration_corpus_never_panics() {
+    xems_testkit::logs::capture();
     xems_core::fuzzing::replay_corpus(env!("CARGO_MANIFEST_DIR"), "duration", xems_core::fuzzing::duration);
 }

@@ -122,6 +122,7 @@ mod tests {
 
     #[test]
     fn keeps_order_across_the_move_to_the_ring() {
+        xems_testkit::logs::capture();
         let mut list = RetiredList::default();
         for n in 0..20 {
             list.push_back(r(n));
@@ -140,6 +141,7 @@ mod tests {
 
     #[test]
     fn a_short_list_stays_inline() {
+        xems_testkit::logs::capture();
         let mut list: RetiredList = (0..INLINE as u8).map(r).collect();
         assert!(matches!(list, RetiredList::Inline(_)));
         list.pop_front();
@@ -150,6 +152,7 @@ mod tests {
 
     #[test]
     fn flags_survive_large_times() {
+        xems_testkit::logs::capture();
         let x = Retired::new([1; 16], (1 << 62) + 5, true);
         assert_eq!((x.grace_until(), x.caller()), ((1 << 62) + 5, true));
         let y = Retired::new([1; 16], 7, false);

@@ -954,6 +954,7 @@ mod tests {
 
     #[test]
     fn a_sealed_value_opens_only_for_its_record_version_and_sandbox() {
+        xems_testkit::logs::capture();
         let secret = MasterSecret::generate();
         let a = keys("a", &secret);
         let b = keys("b", &secret);
@@ -979,6 +980,7 @@ mod tests {
 
     #[test]
     fn sealed_tokens_bind_family_and_rotation() {
+        xems_testkit::logs::capture();
         let secret = MasterSecret::generate();
         let a = keys("a", &secret);
         let (token, _) = a.mint(1, 0);
@@ -991,6 +993,7 @@ mod tests {
 
     #[test]
     fn selectors_name_their_slot_and_nothing_else() {
+        xems_testkit::logs::capture();
         let secret = MasterSecret::generate();
         let a = keys("a", &secret);
         for (route, slot) in [(0u8, 0u32), (7, 1), (255, 123_456), (64, u32::MAX >> 1)] {
@@ -1017,6 +1020,7 @@ mod tests {
 
     #[test]
     fn session_ids_are_stable_per_family_and_distinct() {
+        xems_testkit::logs::capture();
         let secret = MasterSecret::generate();
         let a = keys("a", &secret);
         assert_eq!(a.session_id(1), a.session_id(1));

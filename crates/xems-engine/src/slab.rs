@@ -166,6 +166,7 @@ mod tests {
 
     #[test]
     fn reuses_slots_and_tracks_len() {
+        xems_testkit::logs::capture();
         let mut s = Slab::new();
         let a = s.insert("a");
         let b = s.insert("b");

@@ -153,6 +153,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_through_keys() {
+        xems_testkit::logs::capture();
         for level in 0..4 {
             for rel in [0u64, 1, 63, 64, 4095, 4096, 262_143, 262_144, 5 * 86_400, 1 << 29] {
                 let id = Wheel::bucket_at(level, rel);
@@ -163,6 +164,7 @@ mod tests {
 
     #[test]
     fn levels_follow_distance() {
+        xems_testkit::logs::capture();
         let w = Wheel::new(EPOCH);
         let now = EPOCH + 10_000;
         assert_eq!(level(w.bucket_for(now + 5_000, now)), 0);
@@ -173,6 +175,7 @@ mod tests {
 
     #[test]
     fn one_second_bucket_is_due_after_its_second() {
+        xems_testkit::logs::capture();
         let mut w = Wheel::new(EPOCH);
         let deadline = EPOCH + 5_500;
         let id = w.bucket_for(deadline, EPOCH);
@@ -184,6 +187,7 @@ mod tests {
 
     #[test]
     fn coarse_bucket_is_due_at_its_start_and_splits_finer() {
+        xems_testkit::logs::capture();
         let mut w = Wheel::new(EPOCH);
         let deadline = EPOCH + 1_000_000;
         let id = w.bucket_for(deadline, EPOCH);
@@ -200,6 +204,7 @@ mod tests {
 
     #[test]
     fn earliest_first_and_coarse_before_fine_at_equal_start() {
+        xems_testkit::logs::capture();
         let mut w = Wheel::new(EPOCH);
         let fine = Wheel::bucket_at(0, 128);
         let coarse = Wheel::bucket_at(1, 128);

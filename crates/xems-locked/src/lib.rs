@@ -134,6 +134,7 @@ mod tests {
 
     #[test]
     fn holds_and_drops_values() {
+        xems_testkit::logs::capture();
         let v = Locked::new(vec![1u8, 2, 3]);
         assert_eq!(&v[..], &[1, 2, 3]);
         let big = Locked::new([9u8; 10_000]);
@@ -145,6 +146,7 @@ mod tests {
 
     #[test]
     fn pages_are_locked_when_the_limit_allows() {
+        xems_testkit::logs::capture();
         let v = Locked::new([1u8; 32]);
         let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
         // One page fits any limit of four pages or more (Linux's default for

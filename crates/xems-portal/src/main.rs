@@ -162,6 +162,7 @@ async fn main() -> ExitCode {
 mod tests {
     #[test]
     fn store_urls_are_shown_without_passwords() {
+        xems_testkit::logs::capture();
         assert_eq!(super::redact("redis://user:hunter2@10.0.0.1:6379"), "redis://<redacted>@10.0.0.1:6379");
         assert_eq!(super::redact("redis+cluster://:pw@a:1,b:2"), "redis+cluster://<redacted>@a:1,b:2");
         assert_eq!(super::redact("xems://127.0.0.1:7379"), "xems://127.0.0.1:7379");

@@ -277,11 +277,13 @@ mod tests {
 
     #[test]
     fn escaping() {
+        xems_testkit::logs::capture();
         assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 
     #[test]
     fn durations_read_well() {
+        xems_testkit::logs::capture();
         assert_eq!(human(Duration::from_secs(42)), "42 s");
         assert_eq!(human(Duration::from_secs(900)), "15 min");
         assert_eq!(human(Duration::from_secs(3 * 3600 + 120)), "3 h 2 min");

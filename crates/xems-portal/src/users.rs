@@ -167,6 +167,7 @@ mod tests {
 
     #[test]
     fn rfc_6238_test_vectors() {
+        xems_testkit::logs::capture();
         // RFC 6238 appendix B, SHA-1, 8 digits, secret "12345678901234567890".
         let totp = TOTP::new_unchecked(Algorithm::SHA1, 8, 1, 30, b"12345678901234567890".to_vec());
         for (time, code) in
@@ -178,6 +179,7 @@ mod tests {
 
     #[test]
     fn passwords_and_codes() {
+        xems_testkit::logs::capture();
         let users = Users::with_demo_user();
         assert!(users.verify_password(DEMO_EMAIL, DEMO_PASSWORD).is_some());
         assert!(users.verify_password("DEMO@xems.dev ", DEMO_PASSWORD).is_some(), "emails are case-insensitive");

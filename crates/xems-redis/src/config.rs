@@ -127,6 +127,7 @@ mod tests {
 
     #[test]
     fn url_forms() {
+        xems_testkit::logs::capture();
         assert_eq!(Target::parse("redis://127.0.0.1:6379").unwrap(), Target::Single("redis://127.0.0.1:6379".into()));
         assert_eq!(
             Target::parse("redis+cluster://a:1,b:2").unwrap(),

@@ -293,6 +293,7 @@ mod tests {
 
     #[test]
     fn values_open_only_for_their_record_version_and_sandbox() {
+        xems_testkit::logs::capture();
         let ring = Keyring::new(MasterSecret::generate());
         let a = keys(&ring, "a");
         let sealed = a.seal_value(1_000, "sid-1", 3, b"marker-plaintext");
@@ -310,6 +311,7 @@ mod tests {
 
     #[test]
     fn nodes_sharing_a_secret_share_keys_and_rotation_keeps_old_records() {
+        xems_testkit::logs::capture();
         let old = MasterSecret::generate();
         let node_a = keys(&Keyring::new(old.clone()), "s");
         let node_b = keys(&Keyring::new(old.clone()), "s");
@@ -326,6 +328,7 @@ mod tests {
 
     #[test]
     fn epochs_use_different_keys_and_old_epochs_still_open() {
+        xems_testkit::logs::capture();
         let ring = Keyring::new(MasterSecret::generate());
         let a = keys(&ring, "a");
         let s1 = a.seal_value(0, "id", 1, b"v");
@@ -337,6 +340,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_name_their_session_under_their_secret_only() {
+        xems_testkit::logs::capture();
         let old = MasterSecret::generate();
         let ring = Keyring::new(old.clone());
         let a = keys(&ring, "a");
@@ -372,6 +376,7 @@ mod tests {
 
     #[test]
     fn sealed_tokens_are_bound_to_their_digest() {
+        xems_testkit::logs::capture();
         let ring = Keyring::new(MasterSecret::generate());
         let a = keys(&ring, "a");
         let t = Token::mint(3);

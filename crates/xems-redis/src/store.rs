@@ -1490,6 +1490,7 @@ mod tests {
 
     #[test]
     fn session_ids_carry_their_group() {
+        xems_testkit::logs::capture();
         for route in [0u8, 1, 0x3f, 0x80, 0xff] {
             let (sid, raw) = new_sid(route);
             assert_eq!(sid.len(), 11);

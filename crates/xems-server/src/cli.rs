@@ -713,11 +713,13 @@ mod tests {
 
     #[test]
     fn cli_is_well_formed() {
+        xems_testkit::logs::capture();
         Cli::command().debug_assert();
     }
 
     #[test]
     fn host_arguments() {
+        xems_testkit::logs::capture();
         let c = parse(&["xems", "--secret", "0123456789abcdef0123456789abcdef", "--cache-size", "500"], &[]).unwrap();
         assert!(c.serve.is_none());
         assert_eq!(c.secret_source, SecretSource::Argv);
@@ -757,6 +759,7 @@ mod tests {
 
     #[test]
     fn serve_needs_a_token_for_tcp() {
+        xems_testkit::logs::capture();
         let err = parse(&["xems", "serve", "--listen", "tcp://127.0.0.1:0"], &[]).unwrap_err();
         assert!(err.0.contains("auth token"), "{err}");
         let c = parse(&["xems", "serve", "--listen", "unix:///tmp/x.sock"], &[]).unwrap();
@@ -768,6 +771,7 @@ mod tests {
 
     #[test]
     fn serve_store() {
+        xems_testkit::logs::capture();
         const SECRET: &str = "0123456789abcdef0123456789abcdef";
         let unix = ["xems", "serve", "--listen", "unix:///tmp/x.sock"];
         assert_eq!(parse(&unix, &[]).unwrap().serve.unwrap().store, StoreKind::Memory);
@@ -794,6 +798,7 @@ mod tests {
 
     #[test]
     fn limits_and_policies() {
+        xems_testkit::logs::capture();
         let c = parse(
             &[
                 "xems",
@@ -822,6 +827,7 @@ mod tests {
 
     #[test]
     fn file_then_flags() {
+        xems_testkit::logs::capture();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("xems.toml");
         std::fs::write(&path, "cache_size = 7\nmax_connections = 3\nthreads = 2\nlisten = [\"unix:///tmp/a.sock\"]\n")

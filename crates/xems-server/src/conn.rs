@@ -235,6 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn unauthenticated_connections_are_closed_after_the_timeout() {
+        xems_testkit::logs::capture();
         let (client, server) = tokio::io::duplex(4096);
         let (sr, sw) = tokio::io::split(server);
         let task = tokio::spawn(async move {
@@ -250,6 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn authenticated_connections_have_no_deadline() {
+        xems_testkit::logs::capture();
         let (client, server) = tokio::io::duplex(4096);
         let (sr, sw) = tokio::io::split(server);
         let shutdown = CancellationToken::new();

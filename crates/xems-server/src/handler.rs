@@ -207,6 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn verbose_adds_the_extension_fields() {
+        xems_testkit::logs::capture();
         let e = Engine::new();
         let r = ask(&e, r#"{"action":"set","sandbox":"s","key":"k","value":"v","verbose":true}"#).await;
         assert_eq!(r.meta.as_ref().map(|m| m.version), Some(1));
@@ -222,6 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn binary_values_need_base64_to_be_read() {
+        xems_testkit::logs::capture();
         let e = Engine::new();
         e.set("s", "bin", &[0xff, 0x00], CreateOptions::new()).await.unwrap();
         let r = ask(&e, r#"{"action":"get","sandbox":"s","key":"bin"}"#).await;
@@ -232,6 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn store_errors_keep_their_codes() {
+        xems_testkit::logs::capture();
         let e = Engine::new();
         let r = ask(&e, r#"{"action":"set","sandbox":"bad name","key":"k","value":"v"}"#).await;
         assert_eq!(r.code.as_deref(), Some("invalid_sandbox"));

@@ -59,6 +59,7 @@ mod tests {
     /// guard), since the changes are irreversible for the process.
     #[test]
     fn dumps_are_disabled() {
+        xems_testkit::logs::capture();
         if std::env::var_os("XEMS_HARDEN_CHILD").is_none() {
             let exe = std::env::current_exe().unwrap();
             let out = std::process::Command::new(exe)

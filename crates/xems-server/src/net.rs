@@ -288,6 +288,7 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
+        xems_testkit::logs::capture();
         assert_eq!(ListenAddr::parse("tcp://127.0.0.1:7379").unwrap(), ListenAddr::Tcp("127.0.0.1:7379".into()));
         assert_eq!(ListenAddr::parse("unix:///tmp/x.sock").unwrap(), ListenAddr::Unix("/tmp/x.sock".into()));
         assert!(ListenAddr::parse("127.0.0.1:7379").unwrap_err().contains("tcp://"));

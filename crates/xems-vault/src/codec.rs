@@ -559,6 +559,7 @@ mod tests {
 
     #[test]
     fn block_round_trip() {
+        xems_testkit::logs::capture();
         let base = 1_800_000_001_500;
         let mut buf = Vec::new();
         let at = start_block(&mut buf, "active");
@@ -593,6 +594,7 @@ mod tests {
 
     #[test]
     fn change_round_trip() {
+        xems_testkit::logs::capture();
         let token = Token::mint(3);
         let put = Put {
             sandbox: "s",

@@ -355,6 +355,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
+        xems_testkit::logs::capture();
         let mut buf = Vec::new();
         let values = [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX];
         for v in values {
@@ -378,6 +379,7 @@ mod tests {
 
     #[test]
     fn frame_headers_check_their_length() {
+        xems_testkit::logs::capture();
         let h = frame_header(20);
         assert_eq!(u32::from_le_bytes(h[..4].try_into().unwrap()), 20);
         assert_eq!(u32::from_le_bytes(h[4..].try_into().unwrap()), !20);
@@ -385,6 +387,7 @@ mod tests {
 
     #[test]
     fn names() {
+        xems_testkit::logs::capture();
         assert_eq!(file_name(FileKind::Journal, 7), "journal.000007");
         assert_eq!(parse_file_name("journal.000007"), Some((FileKind::Journal, 7)));
         assert_eq!(parse_file_name("snapshot.1234567"), Some((FileKind::Snapshot, 1_234_567)));

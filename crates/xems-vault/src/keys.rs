@@ -219,6 +219,7 @@ mod tests {
 
     #[test]
     fn wrap_round_trip_and_failures() {
+        xems_testkit::logs::capture();
         let s = MasterSecret::generate();
         let root = [9u8; 32];
         let (h, k) = new_file(&s, &nf(&root, None));
@@ -235,6 +236,7 @@ mod tests {
 
     #[test]
     fn hardware_binding() {
+        xems_testkit::logs::capture();
         let s = MasterSecret::generate();
         let root = [9u8; 32];
         let here = MachineId::from_bytes(b"machine-a");

@@ -77,6 +77,7 @@ mod tests {
 
     #[test]
     fn second_lock_names_the_owner() {
+        xems_testkit::logs::capture();
         let dir = tempfile::tempdir().unwrap();
         let held = lock(dir.path()).unwrap();
         match lock(dir.path()) {
