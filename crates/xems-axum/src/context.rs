@@ -127,8 +127,12 @@ impl RequestCtx {
             ResolveOptions::new().with_rotation(config.rotation).with_grace(config.grace).with_refresh(Refresh::Idle);
         match self.store().dyn_resolve(&config.sandbox, token.expose(), opts).await {
             Ok(Some(r)) => {
+                // A plain comparison, not `Token`'s constant-time one: both
+                // tokens are this client's own (the one it sent and the one
+                // it is about to receive), so their timing tells no one
+                // anything, and this runs on every request.
                 if let Some(next) = r.token
-                    && next != *token
+                    && next.expose() != token.expose()
                 {
                     let mut state = self.state.lock();
                     // A link or unlink earlier in this request wins over the
