@@ -243,26 +243,37 @@ where
     ))
 }
 
-/// Creates `n` sessions.
-async fn xems_sessions(store: &RedisStore, value: &Arc<Vec<u8>>, n: usize) -> anyhow::Result<Vec<Token>> {
-    let tasks: Vec<_> = (0..SETUP_TASKS)
-        .map(|t| {
-            let (store, value) = (store.clone(), value.clone());
-            let count = n / SETUP_TASKS + usize::from(t < n % SETUP_TASKS);
-            tokio::spawn(async move {
-                let mut items = Vec::with_capacity(count);
-                for _ in 0..count {
-                    items.push(store.create("bench", &value, CreateOptions::new().with_ttl(TTL)).await?.token);
-                }
-                anyhow::Ok(items)
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(n);
+/// Runs `task(t)` for `t` in `0..SETUP_TASKS` concurrently (setting up a
+/// population one command at a time would take longer than measuring it)
+/// and concatenates what the tasks return.
+async fn in_setup_tasks<T, F, Fut>(task: F) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<T>>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..SETUP_TASKS).map(|t| tokio::spawn(task(t))).collect();
+    let mut out = Vec::new();
     for t in tasks {
         out.extend(t.await.context("a setup task panicked")??);
     }
     Ok(out)
+}
+
+/// Creates `n` sessions.
+async fn xems_sessions(store: &RedisStore, value: &Arc<Vec<u8>>, n: usize) -> anyhow::Result<Vec<Token>> {
+    in_setup_tasks(|t| {
+        let (store, value) = (store.clone(), value.clone());
+        let count = n / SETUP_TASKS + usize::from(t < n % SETUP_TASKS);
+        async move {
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                items.push(store.create("bench", &value, CreateOptions::new().with_ttl(TTL)).await?.token);
+            }
+            anyhow::Ok(items)
+        }
+    })
+    .await
 }
 
 /// Creates `n` plain keys holding `value`.
@@ -272,27 +283,19 @@ async fn raw_keys(store: &RedisStore, value: &Arc<Vec<u8>>, n: usize) -> anyhow:
     let mut tag = [0u8; 6];
     xems_core::random_bytes(&mut tag);
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    let tasks: Vec<_> = (0..SETUP_TASKS)
-        .map(|t| {
-            let (store, value, tag) = (store.clone(), value.clone(), tag.clone());
-            tokio::spawn(async move {
-                let mut items = Vec::new();
-                for i in (t..n).step_by(SETUP_TASKS) {
-                    let key = format!("raw:{tag}:{i}:0");
-                    store
-                        .raw_command(::redis::cmd("SET").arg(&key).arg(value.as_slice()).arg("PX").arg(ttl_ms))
-                        .await?;
-                    items.push(key);
-                }
-                anyhow::Ok(items)
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(n);
-    for t in tasks {
-        out.extend(t.await.context("a setup task panicked")??);
-    }
-    Ok(out)
+    in_setup_tasks(|t| {
+        let (store, value, tag) = (store.clone(), value.clone(), tag.clone());
+        async move {
+            let mut items = Vec::new();
+            for i in (t..n).step_by(SETUP_TASKS) {
+                let key = format!("raw:{tag}:{i}:0");
+                store.raw_command(::redis::cmd("SET").arg(&key).arg(value.as_slice()).arg("PX").arg(ttl_ms)).await?;
+                items.push(key);
+            }
+            anyhow::Ok(items)
+        }
+    })
+    .await
 }
 
 /// Shares `items` out among `workers` workers.
