@@ -346,12 +346,22 @@ fn init_logging(filter: &str) {
 /// `tokio::io::stdin`/`stdout` hand every read and write to a blocking
 /// thread and wake the runtime back, which costs two thread hops per request
 /// at depth 1. `None` (a terminal, a file, a socket): use those instead.
+///
+/// Both are checked before either is converted: converting makes the file
+/// description non-blocking, and a non-blocking stdin left behind for
+/// tokio's blocking reader (stdin a pipe, stdout a file) fails its first
+/// read with `EAGAIN`.
 fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
     use std::os::fd::AsFd;
-    let input = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
-    let output = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-    let input = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(input)).ok()?;
-    let output = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(output)).ok()?;
+    use std::os::unix::fs::FileTypeExt;
+    let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().ok()?);
+    let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned().ok()?);
+    let is_fifo = |f: &std::fs::File| f.metadata().is_ok_and(|m| m.file_type().is_fifo());
+    if !(is_fifo(&input) && is_fifo(&output)) {
+        return None;
+    }
+    let input = tokio::net::unix::pipe::Receiver::from_file(input).ok()?;
+    let output = tokio::net::unix::pipe::Sender::from_file(output).ok()?;
     tracing::debug!("stdin and stdout are pipes: serving them on the event loop");
     Some((input, output))
 }

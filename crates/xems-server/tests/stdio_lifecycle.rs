@@ -106,3 +106,28 @@ fn help_reads_well() {
         assert!(text.contains(flag), "serve --help lacks {flag}");
     }
 }
+
+/// Stdin a pipe and stdout a file (`host | xems > log`): the sidecar serves
+/// the pipes on its event loop only when both are pipes, and must not leave
+/// stdin non-blocking behind for the fallback reader (whose first read would
+/// then fail with `EAGAIN` when the request comes late).
+#[test]
+fn a_pipe_in_and_a_file_out_still_work() {
+    xems_testkit::logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out");
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("XEMS_SECRET")
+        .env("XEMS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap());
+    let mut child = xems_testkit::logs::child(&mut cmd, "sidecar").spawn().unwrap();
+    // Late, so the sidecar is already waiting in its first read.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"action\":\"ping\"}\n").unwrap();
+    drop(stdin);
+    let status = wait_timeout(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "{\"status\":\"ok\",\"data\":\"pong\"}\n");
+}
