@@ -76,7 +76,17 @@ impl RetiredList {
         match self {
             // At most INLINE entries to shift.
             RetiredList::Inline(v) => (!v.is_empty()).then(|| v.remove(0)),
-            RetiredList::Ring(r) => r.pop_front(),
+            RetiredList::Ring(r) => {
+                let first = r.pop_front();
+                // Back inline once the burst is over (at half the inline
+                // room, so a list hovering at the boundary does not flip
+                // on every rotation): a session keeps no heap buffer for
+                // life because it once had one busy second.
+                if r.len() <= INLINE / 2 {
+                    *self = RetiredList::Inline(r.drain(..).collect());
+                }
+                first
+            }
         }
     }
 
@@ -94,11 +104,11 @@ impl RetiredList {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Retired> {
-        let (inline, ring) = match self {
-            RetiredList::Inline(v) => (Some(v.iter()), None),
-            RetiredList::Ring(r) => (None, Some(r.iter())),
+        let (first, second): (&[Retired], &[Retired]) = match self {
+            RetiredList::Inline(v) => (v, &[]),
+            RetiredList::Ring(r) => r.as_slices(),
         };
-        inline.into_iter().flatten().chain(ring.into_iter().flatten())
+        first.iter().chain(second)
     }
 }
 
@@ -137,6 +147,20 @@ mod tests {
             assert_eq!((x.key[0], x.grace_until(), x.caller()), (n, u64::from(n), n.is_multiple_of(2)));
         }
         assert!(list.pop_front().is_none() && list.front().is_none());
+    }
+
+    #[test]
+    fn a_drained_ring_goes_back_inline() {
+        xems_testkit::logs::capture();
+        let mut list: RetiredList = (0..20).map(r).collect();
+        while list.len() > INLINE / 2 + 1 {
+            list.pop_front();
+            assert!(matches!(list, RetiredList::Ring(_)), "still a ring at {}", list.len());
+        }
+        list.pop_front();
+        assert!(matches!(list, RetiredList::Inline(_)), "inline again at {}", list.len());
+        let keys: Vec<u8> = list.iter().map(|x| x.key[0]).collect();
+        assert_eq!(keys, (16..20).collect::<Vec<u8>>(), "order kept across the move back");
     }
 
     #[test]
