@@ -8,9 +8,10 @@
 //! - [`capture`] installs, once per test process, a global `tracing`
 //!   subscriber at TRACE for every target (and the `log` crate's records),
 //!   writing to `<dir>/<package>.<test binary>.<pid>.log`. The shared
-//!   helpers every test goes through (the conformance macro, the `common`
-//!   modules, harness constructors, spawn helpers) call it, so no test
-//!   function has to.
+//!   helpers every integration test goes through (the conformance macro,
+//!   the `common` modules, harness constructors, spawn helpers) call it, so
+//!   no integration test function has to; unit tests (`#[cfg(test)]` in
+//!   `src/`), which share no helper, call it as their first statement.
 //! - a child process (`xems`, `xems-portal`) prepared with [`child`],
 //!   [`traced`] or run by [`output`] logs at TRACE (`XEMS_LOG` and
 //!   `RUST_LOG` set to `trace`), and its stderr ends up in
