@@ -63,6 +63,7 @@ mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 mod persist;
+mod prefetch;
 mod retired;
 mod sandbox;
 mod shard;

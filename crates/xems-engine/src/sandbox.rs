@@ -156,14 +156,15 @@ impl SandboxKeys {
     }
 
     /// How the shards see an address.
+    #[cfg(test)]
     pub(crate) fn address(&self, text: &str) -> Address {
+        self.address_at(text, self.selected_slot(text))
+    }
+
+    /// [`address`](Self::address) with the slot already selected.
+    fn address_at(&self, text: &str, slot: Option<u32>) -> Address {
         let digest = self.index.digest(text.as_bytes());
-        Address {
-            digest: digest.index(),
-            fp: digest.fingerprint(),
-            route: route_of(text),
-            slot: self.selected_slot(text),
-        }
+        Address { digest: digest.index(), fp: digest.fingerprint(), route: route_of(text), slot }
     }
 
     fn value_nonce_aad(&self, family: u64, version: u32) -> ([u8; 12], [u8; 20]) {
@@ -315,6 +316,18 @@ impl SandboxCore {
 
     fn shard(&self, route: u8) -> &Mutex<Shard> {
         &self.shards[usize::from(route) & (self.shards.len() - 1)].0
+    }
+
+    /// How the shards see `text`. A minted token names its record's slot:
+    /// the record is fetched into the cache while the token's keyed digest
+    /// is computed (a miss that would otherwise follow the digest), at the
+    /// price of a brief uncontended lock.
+    fn address(&self, text: &str) -> Address {
+        let slot = self.keys.selected_slot(text);
+        if let Some(slot) = slot {
+            self.shard(route_of(text)).lock().prefetch_record(slot);
+        }
+        self.keys.address_at(text, slot)
     }
 
     fn cx(&self) -> Cx<'_> {
@@ -522,7 +535,7 @@ impl SandboxCore {
         {
             return Err(Error::InvalidArgument("a TTL must be greater than zero".into()));
         }
-        let addr = self.keys.address(token);
+        let addr = self.address(token);
         let mut cx = self.cx();
         let found = self.shard(addr.route).lock().resolve(&mut cx, &addr, opts);
         self.emit(cx);
@@ -534,7 +547,7 @@ impl SandboxCore {
         self.check_value(value)?;
         let subject = opts.subject.as_deref().map(|s| self.subject_hash(s)).transpose()?;
         let life = self.lifetimes(self.engine.now(), opts.ttl, opts.absolute_ttl)?;
-        let addr = self.keys.address(key);
+        let addr = self.address(key);
         let new_len = sealed_len(value.len());
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
@@ -554,7 +567,7 @@ impl SandboxCore {
     pub(crate) fn update_if(&self, key: &str, expected: u64, value: &[u8]) -> Result<UpdateOutcome> {
         validate_key(key)?;
         self.check_value(value)?;
-        let addr = self.keys.address(key);
+        let addr = self.address(key);
         let new_len = sealed_len(value.len());
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx();
@@ -574,7 +587,7 @@ impl SandboxCore {
 
     pub(crate) fn del(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let addr = self.keys.address(key);
+        let addr = self.address(key);
         let mut cx = self.cx();
         let deleted = self.shard(addr.route).lock().del(&mut cx, &addr);
         self.emit(cx);
@@ -583,7 +596,7 @@ impl SandboxCore {
 
     pub(crate) fn exists(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let addr = self.keys.address(key);
+        let addr = self.address(key);
         let mut cx = self.cx();
         let exists = self.shard(addr.route).lock().exists(&mut cx, &addr);
         self.emit(cx);
@@ -597,7 +610,7 @@ impl SandboxCore {
             Some(d) => Refresh::To(d),
             None => Refresh::Idle,
         };
-        let addr = self.keys.address(key);
+        let addr = self.address(key);
         let mut cx = self.cx();
         let meta = self.shard(addr.route).lock().touch(&mut cx, &addr, refresh);
         self.emit(cx);
@@ -619,7 +632,7 @@ impl SandboxCore {
         }
         let subject = opts.subject.as_deref().map(|s| to.subject_hash(s)).transpose()?;
         let life = to.lifetimes(to.engine.now(), opts.ttl, opts.absolute_ttl)?;
-        let addr = self.keys.address(token);
+        let addr = self.address(token);
         // Room in the target is taken before the source is touched, so a full
         // target refuses the migration without losing the session.
         let size = match value {
@@ -666,7 +679,7 @@ impl SandboxCore {
         let keep = match except {
             Some(token) => {
                 validate_key(token)?;
-                let addr = self.keys.address(token);
+                let addr = self.address(token);
                 let mut cx = self.cx();
                 let slot = self.shard(addr.route).lock().family_slot(&mut cx, &addr);
                 self.emit(cx);

@@ -306,6 +306,7 @@ impl Shard {
                 self.remove_family(cx, slot, EventKind::Expired, "expired");
                 return Addr::Missing;
             }
+            self.prefetch_parts(record);
             return Addr::Live(slot);
         }
         let Some(until) = self
@@ -320,7 +321,28 @@ impl Shard {
             self.remove_family(cx, slot, EventKind::Expired, "expired");
             return Addr::Missing;
         }
-        if cx.now < until { Addr::Grace(slot) } else { Addr::Retired(slot) }
+        if cx.now < until {
+            self.prefetch_parts(record);
+            Addr::Grace(slot)
+        } else {
+            Addr::Retired(slot)
+        }
+    }
+
+    /// Starts fetching the record in `slot` (see [`crate::prefetch`]): the
+    /// caller computes a token's digest meanwhile.
+    pub(crate) fn prefetch_record(&self, slot: u32) {
+        self.records.prefetch(slot);
+    }
+
+    /// Starts fetching what an operation on a located record reads next: its
+    /// sealed value and its extra. They overlap the work that follows
+    /// (minting a successor, sealing a value) instead of following it.
+    fn prefetch_parts(&self, record: &Record) {
+        if let Some(first) = record.sealed.first() {
+            crate::prefetch::prefetch(first);
+        }
+        self.extras.prefetch(record.extra);
     }
 
     // ----- records ---------------------------------------------------------

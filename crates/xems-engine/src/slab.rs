@@ -96,6 +96,19 @@ impl<T> Slab<T> {
         self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
     }
 
+    /// Starts fetching the entry at `slot` into the cache (see
+    /// [`crate::prefetch`]); nothing if the slot was never allocated. The
+    /// next entry's start is fetched too: an entry that straddles two cache
+    /// lines usually ends in the line where the next one begins.
+    pub(crate) fn prefetch(&self, slot: u32) {
+        let (c, i) = (slot as usize / CHUNK, slot as usize % CHUNK);
+        if let Some(chunk) = self.chunks.get(c) {
+            for e in chunk.get(i..).unwrap_or_default().iter().take(2) {
+                crate::prefetch::prefetch(e);
+            }
+        }
+    }
+
     pub(crate) fn get(&self, slot: u32) -> Option<&T> {
         match self.entry(slot)? {
             Entry::Occupied(v) => Some(v),
@@ -183,5 +196,21 @@ mod tests {
         }
         assert_eq!(s.len(), 2002);
         assert_eq!(s.get(9999), None);
+    }
+
+    #[test]
+    fn prefetch_accepts_any_slot() {
+        xems_testkit::logs::capture();
+        let mut s = Slab::new();
+        s.prefetch(0);
+        for i in 0..CHUNK + 1 {
+            s.insert(i);
+        }
+        // The last entry of a chunk (no next entry in it), the only entry
+        // of the last chunk, slots never allocated and the "no slot" mark.
+        for slot in [CHUNK as u32 - 1, CHUNK as u32, CHUNK as u32 + 1, 9999, NIL] {
+            s.prefetch(slot);
+        }
+        assert_eq!(s.get(CHUNK as u32), Some(&CHUNK), "a hint changes nothing");
     }
 }
