@@ -17,3 +17,15 @@ pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// The most of a byte string [`prefetch_bytes`] asks for: a session value's
+/// first lines; the hardware prefetcher follows a longer sequential read.
+const MAX_LINES: usize = 8;
+
+/// Starts fetching the first cache lines of `bytes` (up to 512 bytes).
+#[inline]
+pub(crate) fn prefetch_bytes(bytes: &[u8]) {
+    for b in bytes.iter().step_by(64).take(MAX_LINES) {
+        prefetch(b);
+    }
+}

@@ -339,9 +339,7 @@ impl Shard {
     /// sealed value and its extra. They overlap the work that follows
     /// (minting a successor, sealing a value) instead of following it.
     fn prefetch_parts(&self, record: &Record) {
-        if let Some(first) = record.sealed.first() {
-            crate::prefetch::prefetch(first);
-        }
+        crate::prefetch::prefetch_bytes(&record.sealed);
         self.extras.prefetch(record.extra);
     }
 

@@ -72,6 +72,18 @@ fn the_golden_vault_opens_with_all_its_state() {
     let (_vault, e, r) = common::open_with(dir.path(), opts(&clock), &clock).unwrap();
     assert_eq!(r.restored, 302);
     assert!(e.sandbox("active").unwrap().get(&expected("s1c")).unwrap().is_some());
+    // A token minted by the version that wrote the vault rotates into one
+    // of today's format (its digest is computed differently), which
+    // resolves; the old one is then retired like any other.
+    let active = e.sandbox("active").unwrap();
+    let next = active.resolve(&expected("s1c"), ResolveOptions::rotating()).unwrap().unwrap().token.unwrap();
+    assert_eq!(active.get(next.expose()).unwrap().unwrap().value.as_bytes(), br#"{"user":1}"#);
+    let again = active.resolve(next.expose(), ResolveOptions::rotating()).unwrap().unwrap();
+    assert_eq!(again.outcome, ResolveOutcome::Rotated);
+    assert_eq!(
+        active.resolve(&expected("s1c"), ResolveOptions::new()).unwrap().unwrap().outcome,
+        ResolveOutcome::Grace
+    );
 }
 
 #[test]
