@@ -283,15 +283,64 @@ impl Command {
     }
 }
 
-/// A `value` as it appears on the line: a JSON string, or an object or
-/// array whose compact text is the value.
+/// A `value` as it appears on the line, read in the same pass as the rest
+/// of the line: a string's text (borrowed when it has no escapes), or a mark
+/// that it is an object or array (whose compact text is the value; read
+/// again from the line, the rare case) or some other JSON type (an error).
 #[derive(Debug)]
-struct RawField<'a>(&'a RawValue);
+enum RawField<'a> {
+    Text(Cow<'a, str>),
+    Structured,
+    Other,
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawField<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(RawField)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, or a JSON object or array")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawField::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawField::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(RawField::Text(Cow::Owned(v)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(RawField::Structured)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(RawField::Structured)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawField::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawField::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawField::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawField::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
+}
+
+/// The `value` of a line whose value is an object or array, as its text.
+#[derive(Deserialize)]
+struct StructuredValue<'a> {
+    #[serde(borrow)]
+    value: &'a RawValue,
 }
 
 /// `rotate` as sent: a boolean or a string.
@@ -435,13 +484,13 @@ pub fn decode_request(line: &[u8]) -> Result<Request, RequestError> {
     };
     let id = raw.id.clone();
     let verbose = raw.verbose.unwrap_or(false);
-    match build(raw) {
+    match build(raw, line) {
         Ok((encoding, command)) => Ok(Request { id, verbose, encoding, command }),
         Err(kind) => Err(RequestError { id, kind }),
     }
 }
 
-fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
+fn build<'a>(mut raw: Raw<'a>, line: &'a str) -> Result<(Encoding, Command), DecodeError> {
     let action = raw.action.as_deref().ok_or(DecodeError::MissingAction)?;
     let encoding = match raw.encoding.as_deref() {
         None | Some("utf8") | Some("utf-8") => Encoding::Utf8,
@@ -453,7 +502,9 @@ fn build(raw: Raw<'_>) -> Result<(Encoding, Command), DecodeError> {
             });
         }
     };
-    let f = Fields { raw: &raw, action: static_action(action)?, encoding };
+    let action = static_action(action)?;
+    let value = std::cell::RefCell::new(raw.value.take());
+    let f = Fields { raw: &raw, line, value, action, encoding };
     let command = match f.action {
         "ping" => Command::Ping,
         "set" => Command::Set {
@@ -569,6 +620,11 @@ fn truncate(s: &str) -> Cow<'_, str> {
 
 struct Fields<'r, 'a> {
     raw: &'r Raw<'a>,
+    /// The whole line, to read an object or array value again.
+    line: &'a str,
+    /// The `value`, taken out of `raw` so its text moves instead of being
+    /// copied (taken by the one command that uses it).
+    value: std::cell::RefCell<Option<RawField<'a>>>,
     action: &'static str,
     encoding: Encoding,
 }
@@ -610,22 +666,23 @@ impl Fields<'_, '_> {
     }
 
     fn optional_value(&self) -> Result<Option<Value>, DecodeError> {
-        let Some(RawField(raw)) = &self.raw.value else { return Ok(None) };
-        let text = raw.get();
+        let Some(field) = self.value.borrow_mut().take() else { return Ok(None) };
         let bad = |reason: &str| DecodeError::InvalidField { field: "value", reason: reason.to_owned() };
-        let bytes = match text.as_bytes().first() {
-            Some(b'"') => {
-                let s: Cow<'_, str> = serde_json::from_str(text).map_err(DecodeError::Json)?;
-                match self.encoding {
-                    Encoding::Utf8 => s.into_owned().into_bytes(),
-                    Encoding::Base64 => base64::engine::general_purpose::STANDARD
-                        .decode(s.as_bytes())
-                        .map_err(|_| bad("not valid base64 (standard alphabet, padded)"))?,
-                }
+        let bytes = match (field, self.encoding) {
+            (RawField::Text(s), Encoding::Utf8) => s.into_owned().into_bytes(),
+            (RawField::Text(s), Encoding::Base64) => base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(|_| bad("not valid base64 (standard alphabet, padded)"))?,
+            (RawField::Structured, Encoding::Utf8) => {
+                let v: StructuredValue<'_> = serde_json::from_str(self.line).map_err(DecodeError::Json)?;
+                compact_json(v.value.get())
             }
-            Some(b'{' | b'[') if self.encoding == Encoding::Utf8 => compact_json(text),
-            Some(b'{' | b'[') => return Err(bad("with encoding base64, value must be a string")),
-            _ => return Err(bad("expected a string, or a JSON object or array (stored as its compact text)")),
+            (RawField::Structured, Encoding::Base64) => {
+                return Err(bad("with encoding base64, value must be a string"));
+            }
+            (RawField::Other, _) => {
+                return Err(bad("expected a string, or a JSON object or array (stored as its compact text)"));
+            }
         };
         Ok(Some(Value::from(bytes)))
     }
@@ -696,6 +753,11 @@ mod tests {
         let Command::Set { value, .. } = req.command else { panic!() };
         assert_eq!(value.as_str().unwrap(), r#"{"a":[1,2],"s":"x y\" z"}"#);
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":12}"#), "bad_request");
+        let req = decode_request(br#"{"value":[ 1, {"a" : "b"} ],"action":"set","sandbox":"s","key":"k"}"#).unwrap();
+        let Command::Set { value, .. } = req.command else { panic!() };
+        assert_eq!(value.as_str().unwrap(), r#"[1,{"a":"b"}]"#);
+        assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":true}"#), "bad_request");
+        assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":{},"encoding":"base64"}"#), "bad_request");
     }
 
     #[test]

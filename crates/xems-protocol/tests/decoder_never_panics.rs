@@ -110,3 +110,29 @@ proptest! {
         prop_assert_eq!(tail, !data.ends_with(b"\n") && !data.is_empty());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A string value comes back exactly as sent, whatever it holds (quotes,
+    /// backslashes, control characters, any Unicode, escaped `\u` forms
+    /// included), and wherever `value` sits among the other fields.
+    #[test]
+    fn string_values_round_trip(value in any::<String>(), escape_all in any::<bool>(), value_first in any::<bool>()) {
+        let text = if escape_all {
+            // Every character as \uXXXX (surrogate pairs beyond the BMP).
+            value.encode_utf16().map(|u| format!("\\u{u:04x}")).collect::<String>()
+        } else {
+            let quoted = serde_json::to_string(&value).unwrap();
+            quoted[1..quoted.len() - 1].to_owned()
+        };
+        let line = if value_first {
+            format!(r#"{{"value":"{text}","action":"set","sandbox":"s","key":"k"}}"#)
+        } else {
+            format!(r#"{{"action":"set","sandbox":"s","key":"k","value":"{text}"}}"#)
+        };
+        let req = decode_request(line.as_bytes()).unwrap();
+        let xems_protocol::Command::Set { value: got, .. } = req.command else { panic!("not a set") };
+        prop_assert_eq!(got.as_bytes(), value.as_bytes());
+    }
+}
