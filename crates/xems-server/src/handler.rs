@@ -39,18 +39,29 @@ fn create_opts(
 }
 
 /// The `data` text of a value in the requested encoding; `None` when the
-/// value is not UTF-8 and UTF-8 was asked for.
-fn data_of(value: &Value, encoding: Encoding) -> Option<String> {
+/// value is not UTF-8 and UTF-8 was asked for. UTF-8 text moves into the
+/// response without a copy (the connection wipes the response's text once
+/// it is encoded); what is not returned is wiped on drop.
+fn data_of(value: Value, encoding: Encoding) -> Option<String> {
     match encoding {
         Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
-        Encoding::Utf8 => value.as_str().ok().map(str::to_owned),
+        Encoding::Utf8 => {
+            let mut bytes = value.into_bytes();
+            match String::from_utf8(std::mem::take(&mut *bytes)) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    *bytes = e.into_bytes();
+                    None
+                }
+            }
+        }
     }
 }
 
 /// The response to a successful read: `data`, and `new_token` when the
 /// client must switch tokens (after a rotation, or on a grace hit).
 fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
-    let Some(data) = data_of(&r.value, encoding) else {
+    let Some(data) = data_of(r.value, encoding) else {
         return Response::error(
             "not_utf8",
             "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
