@@ -75,18 +75,32 @@ impl Shared {
     }
 }
 
-/// Selector format of tokens minted by earlier versions: the index digest
-/// is over the token's 66 characters (still accepted: a restored vault holds
-/// such digests).
-const FORMAT_TEXT: u8 = 0;
-/// Selector format of tokens minted now: the index digest is over the raw
-/// bytes ([`SandboxKeys::raw_digest`]), a third less hashing per token.
-const FORMAT_RAW: u8 = 1;
+/// How a minted token's index digest is computed: the format byte of its
+/// selector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenFormat {
+    /// Tokens minted by earlier versions: over the token's 66 characters
+    /// (still accepted: a restored vault holds such digests).
+    Text = 0,
+    /// Tokens minted now: over the raw bytes ([`SandboxKeys::raw_digest`]),
+    /// one SHA-256 block instead of two.
+    Raw = 1,
+}
+
+impl TokenFormat {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(TokenFormat::Text),
+            1 => Some(TokenFormat::Raw),
+            _ => None,
+        }
+    }
+}
 
 /// What the selector of a minted token says.
 struct Selected {
     slot: u32,
-    format: u8,
+    format: TokenFormat,
     /// The token's decoded bytes.
     raw: Zeroizing<[u8; TOKEN_BYTES]>,
 }
@@ -136,10 +150,15 @@ impl SandboxKeys {
     /// verifier (32)`, 49 bytes as 66 URL-safe base64 characters. Returns it
     /// with the index part of its keyed digest.
     pub(crate) fn mint(&self, route: u8, slot: u32) -> (Token, IndexDigest) {
+        self.mint_as(route, slot, TokenFormat::Raw)
+    }
+
+    /// [`mint`](Self::mint) in a given format (tests mint the old one).
+    fn mint_as(&self, route: u8, slot: u32, format: TokenFormat) -> (Token, IndexDigest) {
         let mut block = GenericArray::from([0u8; 16]);
         block[..4].copy_from_slice(&slot.to_le_bytes());
         block[4] = route;
-        block[5] = FORMAT_RAW;
+        block[5] = format as u8;
         self.selector.encrypt_block(&mut block);
         let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         raw[0] = route;
@@ -148,11 +167,14 @@ impl SandboxKeys {
         let mut text = Zeroizing::new([0u8; ENGINE_TOKEN_LEN]);
         B64.encode_slice(&raw[..], &mut text[..]).expect("49 bytes encode to 66 characters");
         let text = std::str::from_utf8(&text[..]).expect("base64 is ASCII");
-        let digest = self.raw_digest(&raw);
+        let digest = match format {
+            TokenFormat::Raw => self.raw_digest(&raw),
+            TokenFormat::Text => self.index.digest(text.as_bytes()),
+        };
         (Token::from_string(text.to_owned()), digest)
     }
 
-    /// The keyed digest of a minted token of format [`FORMAT_RAW`]: over a
+    /// The keyed digest of a minted token of format [`TokenFormat::Raw`]: over a
     /// marker byte and its 49 raw bytes, which fit one SHA-256 block (its 66
     /// characters take two). The marker 0xFF never occurs in UTF-8, so no
     /// caller key's digest input can equal a token's.
@@ -175,22 +197,18 @@ impl SandboxKeys {
         B64.decode_slice(text.as_bytes(), &mut raw[..]).ok()?;
         let mut block = GenericArray::clone_from_slice(&raw[1..17]);
         self.selector.decrypt_block(&mut block);
-        if block[4] != raw[0] || !matches!(block[5], FORMAT_TEXT | FORMAT_RAW) || block[6..].iter().any(|&b| b != 0) {
+        let format = TokenFormat::from_byte(block[5])?;
+        if block[4] != raw[0] || block[6..].iter().any(|&b| b != 0) {
             return None;
         }
-        Some(Selected { slot: u32::from_le_bytes([block[0], block[1], block[2], block[3]]), format: block[5], raw })
+        Some(Selected { slot: u32::from_le_bytes([block[0], block[1], block[2], block[3]]), format, raw })
     }
 
-    /// How the shards see an address.
-    #[cfg(test)]
-    pub(crate) fn address(&self, text: &str) -> Address {
-        self.address_at(text, self.selected(text).as_ref())
-    }
-
-    /// [`address`](Self::address) with the selector already read.
+    /// How the shards see `text`, whose selector (if it is a minted token)
+    /// was read by [`selected`](Self::selected).
     fn address_at(&self, text: &str, selected: Option<&Selected>) -> Address {
         let digest = match selected {
-            Some(s) if s.format == FORMAT_RAW => self.raw_digest(&s.raw),
+            Some(s) if s.format == TokenFormat::Raw => self.raw_digest(&s.raw),
             _ => self.index.digest(text.as_bytes()),
         };
         Address {
@@ -1038,6 +1056,25 @@ mod tests {
         assert!(!sealed.windows(10).any(|w| token.expose().as_bytes().windows(10).any(|t| t == w)));
     }
 
+    /// How the shards see `text` (as `SandboxCore::address`, without the
+    /// prefetch).
+    fn address(keys: &SandboxKeys, text: &str) -> Address {
+        keys.address_at(text, keys.selected(text).as_ref())
+    }
+
+    #[test]
+    fn both_token_formats_address_their_record() {
+        xems_testkit::logs::capture();
+        let a = keys("a", &MasterSecret::generate());
+        for format in [TokenFormat::Text, TokenFormat::Raw] {
+            let (token, digest) = a.mint_as(9, 77, format);
+            let addr = address(&a, token.expose());
+            assert_eq!((addr.slot, addr.digest), (Some(77), digest.index()), "{format:?}");
+            let text_digest = a.index.digest(token.expose().as_bytes()).index();
+            assert_eq!(addr.digest == text_digest, format == TokenFormat::Text, "{format:?}");
+        }
+    }
+
     #[test]
     fn selectors_name_their_slot_and_nothing_else() {
         xems_testkit::logs::capture();
@@ -1046,23 +1083,23 @@ mod tests {
         for (route, slot) in [(0u8, 0u32), (7, 1), (255, 123_456), (64, u32::MAX >> 1)] {
             let (token, digest) = a.mint(route, slot);
             assert_eq!(token.expose().len(), ENGINE_TOKEN_LEN);
-            let addr = a.address(token.expose());
+            let addr = address(&a, token.expose());
             assert_eq!((addr.route, addr.slot), (route, Some(slot)));
             assert_eq!(addr.digest, digest.index());
         }
         let (token, _) = a.mint(3, 42);
         // Another sandbox's key decrypts the selector to garbage: no slot.
-        assert_eq!(keys("b", &secret).address(token.expose()).slot, None);
+        assert_eq!(address(&keys("b", &secret), token.expose()).slot, None);
         // A forged selector, or a changed routing byte, names no slot.
         let mut forged = token.expose().to_owned().into_bytes();
         forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
-        assert_eq!(a.address(std::str::from_utf8(&forged).unwrap()).slot, None);
+        assert_eq!(address(&a, std::str::from_utf8(&forged).unwrap()).slot, None);
         let mut rerouted = token.expose().to_owned().into_bytes();
         rerouted[0] = if rerouted[0] == b'A' { b'B' } else { b'A' };
-        assert_eq!(a.address(std::str::from_utf8(&rerouted).unwrap()).slot, None);
+        assert_eq!(address(&a, std::str::from_utf8(&rerouted).unwrap()).slot, None);
         // Caller keys have none either.
-        assert_eq!(a.address("user:42:otp").slot, None);
-        assert_eq!(a.address(&"x".repeat(ENGINE_TOKEN_LEN)).slot, None);
+        assert_eq!(address(&a, "user:42:otp").slot, None);
+        assert_eq!(address(&a, &"x".repeat(ENGINE_TOKEN_LEN)).slot, None);
     }
 
     #[test]

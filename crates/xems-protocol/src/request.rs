@@ -503,8 +503,8 @@ fn build<'a>(mut raw: Raw<'a>, line: &'a str) -> Result<(Encoding, Command), Dec
         }
     };
     let action = static_action(action)?;
-    let value = std::cell::RefCell::new(raw.value.take());
-    let f = Fields { raw: &raw, line, value, action, encoding };
+    let value = raw.value.take();
+    let mut f = Fields { raw: &raw, line, value, action, encoding };
     let command = match f.action {
         "ping" => Command::Ping,
         "set" => Command::Set {
@@ -624,7 +624,7 @@ struct Fields<'r, 'a> {
     line: &'a str,
     /// The `value`, taken out of `raw` so its text moves instead of being
     /// copied (taken by the one command that uses it).
-    value: std::cell::RefCell<Option<RawField<'a>>>,
+    value: Option<RawField<'a>>,
     action: &'static str,
     encoding: Encoding,
 }
@@ -661,12 +661,12 @@ impl Fields<'_, '_> {
         }
     }
 
-    fn value(&self) -> Result<Value, DecodeError> {
+    fn value(&mut self) -> Result<Value, DecodeError> {
         self.optional_value()?.ok_or(DecodeError::MissingField { action: self.action, field: "value" })
     }
 
-    fn optional_value(&self) -> Result<Option<Value>, DecodeError> {
-        let Some(field) = self.value.borrow_mut().take() else { return Ok(None) };
+    fn optional_value(&mut self) -> Result<Option<Value>, DecodeError> {
+        let Some(field) = self.value.take() else { return Ok(None) };
         let bad = |reason: &str| DecodeError::InvalidField { field: "value", reason: reason.to_owned() };
         let bytes = match (field, self.encoding) {
             (RawField::Text(s), Encoding::Utf8) => s.into_owned().into_bytes(),

@@ -277,15 +277,50 @@ fn sid_route(sid: &str) -> Option<u8> {
     sid_bytes(sid).map(|b| b[0])
 }
 
+/// One run of the access script on an address: its mode, the options of
+/// the resolution, and the digest and sealed text of the successor a
+/// rotation would mint.
+struct Access<'a> {
+    mode: &'a str,
+    opts: &'a ResolveOptions,
+    successor: Option<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> Access<'a> {
+    fn new(mode: &'a str, opts: &'a ResolveOptions) -> Self {
+        Access { mode, opts, successor: None }
+    }
+}
+
+/// How the access script finds an address's family (its `ARGV[16]`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Find {
+    /// A token this store minted: it names its record (`x`).
+    Minted,
+    /// A caller key whose family is known (`y`).
+    Caller,
+    /// An address looked up through its pointers (`p`).
+    Pointer,
+}
+
+impl Find {
+    /// The script's name for it.
+    fn tag(self) -> &'static str {
+        match self {
+            Find::Minted => "x",
+            Find::Caller => "y",
+            Find::Pointer => "p",
+        }
+    }
+}
+
 /// How the access script finds an address's family.
 struct Addr {
-    /// The script's KEYS: the record (`how` `x` or `y`) or the pointer
-    /// candidates (`p`).
+    /// The script's KEYS: the record (`Minted`, `Caller`) or the pointer
+    /// candidates (`Pointer`).
     keys: Vec<String>,
-    /// `x` a token this store minted, `y` a caller key whose family is
-    /// known, `p` an address to look up through its pointers.
-    how: &'static str,
-    /// The address's digests (key-name text) for `x` and `y`.
+    how: Find,
+    /// The address's digests (key-name text) for `Minted` and `Caller`.
     digests: Vec<String>,
     /// The key-name prefix of its group.
     base: String,
@@ -545,7 +580,7 @@ impl Inner {
             let fp = if i == 0 { d.fingerprint() } else { sb.keys.current_digest(address.as_bytes()).fingerprint() };
             return Addr {
                 keys: vec![format!("{base}f:{}", sid_text(sid))],
-                how: "x",
+                how: Find::Minted,
                 digests: vec![b64(&d.index())],
                 base,
                 fp,
@@ -556,7 +591,7 @@ impl Inner {
         let digests = sb.keys.digests(address.as_bytes());
         Addr {
             keys: digests.iter().map(|d| format!("{base}t:{}", b64(&d.index()))).collect(),
-            how: "p",
+            how: Find::Pointer,
             digests: Vec::new(),
             base,
             fp: digests[0].fingerprint(),
@@ -570,7 +605,7 @@ impl Inner {
         let base = self.base(sid[0]);
         Addr {
             keys: vec![format!("{base}f:{}", sid_text(sid))],
-            how: "y",
+            how: Find::Caller,
             digests: vec![digest],
             base,
             fp,
@@ -807,16 +842,9 @@ impl Inner {
 
     // ----- addresses -------------------------------------------------------
 
-    /// The access script's arguments for `addr` (see `scripts::ACCESS`).
-    #[allow(clippy::too_many_arguments)]
-    fn access_args(
-        &self,
-        sb: &Sandbox,
-        addr: &Addr,
-        mode: &str,
-        opts: &ResolveOptions,
-        successor: Option<(&str, Vec<u8>)>,
-    ) -> Vec<Arg> {
+    /// Runs the access script (see `scripts::ACCESS`) on `addr`.
+    async fn run_access(&self, sb: &Sandbox, addr: &Addr, access: Access<'_>) -> Result<Vec<Value>> {
+        let Access { mode, opts, successor } = access;
         let (rot, age) = match opts.rotate {
             Rotation::Never => ("0", 0),
             Rotation::Always => ("1", 0),
@@ -829,7 +857,7 @@ impl Inner {
         };
         let (next, ctok) = successor.unwrap_or(("", Vec::new()));
         let reuse = if self.settings.reuse_policy == ReusePolicy::RevokeSession { "1" } else { "0" };
-        let n = if addr.how == "p" { addr.keys.len() } else { addr.digests.len() };
+        let n = if addr.how == Find::Pointer { addr.keys.len() } else { addr.digests.len() };
         let now = self.now();
         let mut args = args![
             now,
@@ -848,27 +876,19 @@ impl Inner {
             next,
             ctok,
             self.settings.retired_window,
-            addr.how
+            addr.how.tag()
         ];
         args.extend(addr.digests.iter().map(Arg::from));
-        args
+        let key_refs: Vec<&str> = addr.keys.iter().map(String::as_str).collect();
+        self.eval(&SCRIPTS.access, &key_refs, args).await
     }
 
     /// Runs the access script in a mode that uses the address (`r`, `t`,
     /// `w`), handling replays, expiry and the ledger. `successor` is the
     /// digest and sealed text of the token a rotation would mint.
-    async fn use_addr(
-        &self,
-        sb: &Sandbox,
-        addr: &Addr,
-        mode: &str,
-        opts: &ResolveOptions,
-        successor: Option<(&str, Vec<u8>)>,
-    ) -> Result<Used> {
+    async fn use_addr(&self, sb: &Sandbox, addr: &Addr, access: Access<'_>) -> Result<Used> {
         let fp = addr.fp;
-        let args = self.access_args(sb, addr, mode, opts, successor);
-        let key_refs: Vec<&str> = addr.keys.iter().map(String::as_str).collect();
-        let reply = self.eval(&SCRIPTS.access, &key_refs, args).await?;
+        let reply = self.run_access(sb, addr, access).await?;
         match int(reply.first()) {
             code::CURRENT | code::ROTATED | code::GRACE => {
                 let mut found = Found::parse(reply);
@@ -906,9 +926,7 @@ impl Inner {
     async fn probe(&self, sb: &Sandbox, address: &str, mode: &str) -> Result<(i64, String)> {
         let addr = self.addr(sb, address);
         let opts = ResolveOptions::new().with_refresh(Refresh::No);
-        let args = self.access_args(sb, &addr, mode, &opts, None);
-        let key_refs: Vec<&str> = addr.keys.iter().map(String::as_str).collect();
-        let reply = self.eval(&SCRIPTS.access, &key_refs, args).await?;
+        let reply = self.run_access(sb, &addr, Access::new(mode, &opts)).await?;
         let c = int(reply.first());
         let mut it = reply.into_iter().skip(1);
         let (sid, sub) = (text(it.next()), text(it.next()));
@@ -1025,7 +1043,7 @@ impl Inner {
                 _ => None,
             };
             let successor = candidate.as_ref().map(|(_, d, s)| (d.as_str(), s.clone()));
-            let found = match self.use_addr(&sb, &addr, "r", opts, successor).await? {
+            let found = match self.use_addr(&sb, &addr, Access { mode: "r", opts, successor }).await? {
                 Used::Found(f) => f,
                 Used::NeedsSuccessor(sid, digest) => {
                     addr = self.caller_addr(sid, digest, addr.fp);
@@ -1069,7 +1087,7 @@ impl Inner {
         let addr = self.addr(&sb, key);
         for _ in 0..RETRIES {
             let now = self.now();
-            match self.use_addr(&sb, &addr, "w", &ResolveOptions::new(), None).await? {
+            match self.use_addr(&sb, &addr, Access::new("w", &ResolveOptions::new())).await? {
                 Used::Replayed => return Err(Error::TokenRetired),
                 Used::NeedsSuccessor(..) => continue,
                 Used::Found(f) => {
@@ -1155,7 +1173,7 @@ impl Inner {
         let sb = self.sandbox(sandbox)?;
         self.check_value(&sb, value)?;
         let addr = self.addr(&sb, key);
-        let f = match self.use_addr(&sb, &addr, "w", &ResolveOptions::new(), None).await? {
+        let f = match self.use_addr(&sb, &addr, Access::new("w", &ResolveOptions::new())).await? {
             Used::Replayed => return Err(Error::TokenRetired),
             Used::Found(f) => f,
             Used::Nothing | Used::NeedsSuccessor(..) => return Ok(UpdateOutcome::NotFound),
@@ -1200,7 +1218,7 @@ impl Inner {
         let sb = self.sandbox(sandbox)?;
         let opts = ResolveOptions::new().with_refresh(refresh);
         let addr = self.addr(&sb, key);
-        match self.use_addr(&sb, &addr, "t", &opts, None).await? {
+        match self.use_addr(&sb, &addr, Access::new("t", &opts)).await? {
             Used::Found(f) => {
                 self.ledger_after_write(&sb, &f.sid, f.exp, f.old_exp).await?;
                 Ok(Some(f.meta(capped)))
@@ -1229,7 +1247,7 @@ impl Inner {
         let addr = self.addr(&src, token);
         let base = addr.base.clone();
         for _ in 0..RETRIES {
-            let f = match self.use_addr(&src, &addr, "w", &ResolveOptions::new(), None).await? {
+            let f = match self.use_addr(&src, &addr, Access::new("w", &ResolveOptions::new())).await? {
                 Used::Found(f) => f,
                 Used::Nothing | Used::Replayed | Used::NeedsSuccessor(..) => return Ok(None),
             };
