@@ -448,6 +448,18 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Figures and counters.
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
+
+    /// Hints that operations on these `(sandbox, key)` addresses follow
+    /// soon. A store may start loading what they will read, so that the
+    /// memory misses of a batch of independent requests overlap instead of
+    /// following one another (`xems serve` calls it for each batch of
+    /// pipelined requests before answering them).
+    ///
+    /// Only a hint: it changes no state and no result, creates nothing, and
+    /// may do nothing at all (the default).
+    fn prefetch(&self, addresses: &[(&str, &str)]) {
+        let _ = addresses;
+    }
 }
 
 /// A boxed future, for [`DynSessionStore`].
@@ -523,6 +535,7 @@ pub trait DynSessionStore: Send + Sync + 'static {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<bool>>;
     fn dyn_stats(&self) -> BoxFuture<'_, Result<Stats>>;
+    fn dyn_prefetch(&self, addresses: &[(&str, &str)]);
 }
 
 impl<S: SessionStore> DynSessionStore for S {
@@ -606,6 +619,9 @@ impl<S: SessionStore> DynSessionStore for S {
     fn dyn_stats(&self) -> BoxFuture<'_, Result<Stats>> {
         Box::pin(self.stats())
     }
+    fn dyn_prefetch(&self, addresses: &[(&str, &str)]) {
+        self.prefetch(addresses);
+    }
 }
 
 impl SessionStore for Arc<dyn DynSessionStore> {
@@ -651,5 +667,8 @@ impl SessionStore for Arc<dyn DynSessionStore> {
     }
     async fn stats(&self) -> Result<Stats> {
         (**self).dyn_stats().await
+    }
+    fn prefetch(&self, addresses: &[(&str, &str)]) {
+        (**self).dyn_prefetch(addresses);
     }
 }

@@ -18,6 +18,8 @@ use xems_locked::Locked;
 use crate::config::ConfigError;
 use crate::persist::{Image, Journal};
 use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
+use crate::shard::HintTarget;
+use smallvec::SmallVec;
 use xems_core::{ReusePolicy, SandboxLimits};
 
 /// The embedded xems store: sealed, sandboxed, in memory.
@@ -130,6 +132,46 @@ impl Engine {
             return op(&s.core);
         }
         op(&self.sandbox(name)?.core)
+    }
+
+    /// Starts loading the records that operations on these `(sandbox, key)`
+    /// addresses will read (see [`SessionStore::prefetch`]).
+    ///
+    /// A lookup in a large store is a chain of dependent cache misses (a
+    /// caller key's index bucket, the record, its sealed value); done one
+    /// request at a time, they follow one another. Here each pass over the
+    /// batch starts every address's next fetch before the next pass reads
+    /// any: the keyed digests (computation only), the index buckets, the
+    /// records, the sealed values. The misses of a pass overlap, and the
+    /// operations that follow find their bytes in the cache (and a caller
+    /// key's digest in [`crate::memo`], computed once). Unknown
+    /// sandboxes are skipped (a hint never creates one).
+    pub fn prefetch(&self, addresses: &[(&str, &str)]) {
+        crate::memo::clear();
+        let sandboxes = self.inner.sandboxes.load();
+        let mut hints: SmallVec<[(&SandboxCore, u8, HintTarget); 32]> = addresses
+            .iter()
+            .filter_map(|(sandbox, key)| {
+                let core: &SandboxCore = &sandboxes.get(*sandbox)?.core;
+                let (route, target) = core.hint(key)?;
+                Some((core, route, target))
+            })
+            .collect();
+        for (core, route, target) in &hints {
+            core.hint_fetch(*route, target);
+        }
+        hints.retain(|(core, route, target)| match core.hint_slot(*route, target) {
+            Some(slot) => {
+                *target = HintTarget::Slot(slot);
+                true
+            }
+            None => false,
+        });
+        for (core, route, target) in &hints {
+            if let HintTarget::Slot(slot) = target {
+                core.hint_parts(*route, *slot);
+            }
+        }
     }
 
     /// Reclaims every expired record now, however many (tests, and callers
@@ -524,5 +566,9 @@ impl SessionStore for Engine {
 
     async fn stats(&self) -> Result<Stats> {
         Ok(self.stats_now())
+    }
+
+    fn prefetch(&self, addresses: &[(&str, &str)]) {
+        Engine::prefetch(self, addresses);
     }
 }

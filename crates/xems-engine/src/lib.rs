@@ -62,6 +62,8 @@ mod config;
 mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+mod keyindex;
+mod memo;
 mod persist;
 mod prefetch;
 mod retired;

@@ -24,7 +24,10 @@ use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use base64::Engine as _;
 
-use crate::shard::{Address, CasOutcome, Cx, FAMILY_PREFIX, Found, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32};
+use crate::memo::{self, MemoKey};
+use crate::shard::{
+    Address, CasOutcome, Cx, FAMILY_PREFIX, Found, HintTarget, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32,
+};
 use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// Bytes of a minted token: routing byte, selector, 256-bit verifier.
@@ -123,6 +126,8 @@ pub(crate) struct SandboxKeys {
     /// Encrypts the selector of minted tokens (the slot they name), so a
     /// token reveals nothing about where or how many sessions are stored.
     selector: Aes256,
+    /// Tags this sandbox's entries in the digest memo ([`crate::memo`]).
+    memo: MemoKey,
 }
 
 impl SandboxKeys {
@@ -142,6 +147,13 @@ impl SandboxKeys {
             sid: (u64::from_le_bytes(k0), u64::from_le_bytes(k1)),
             tag: t,
             selector: Aes256::new(GenericArray::from_slice(&stable.derive("selector", name)[..])),
+            memo: {
+                let m = process.derive("memo", name);
+                let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+                a.copy_from_slice(&m[..8]);
+                b.copy_from_slice(&m[8..16]);
+                MemoKey(u64::from_le_bytes(a), u64::from_le_bytes(b))
+            },
         }
     }
 
@@ -207,15 +219,15 @@ impl SandboxKeys {
     /// How the shards see `text`, whose selector (if it is a minted token)
     /// was read by [`selected`](Self::selected).
     fn address_at(&self, text: &str, selected: Option<&Selected>) -> Address {
-        let digest = match selected {
-            Some(s) if s.format == TokenFormat::Raw => self.raw_digest(&s.raw),
-            _ => self.index.digest(text.as_bytes()),
-        };
-        Address {
-            digest: digest.index(),
-            fp: digest.fingerprint(),
-            route: route_of(text),
-            slot: selected.map(|s| s.slot),
+        match selected {
+            Some(s) => {
+                let digest = match s.format {
+                    TokenFormat::Raw => self.raw_digest(&s.raw),
+                    TokenFormat::Text => self.index.digest(text.as_bytes()),
+                };
+                Address { digest: digest.index(), fp: digest.fingerprint(), route: route_of(text), slot: Some(s.slot) }
+            }
+            None => caller_address(text, &self.index.digest(text.as_bytes())),
         }
     }
 
@@ -337,6 +349,11 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// The address of the caller key `text`, whose keyed digest is `digest`.
+fn caller_address(text: &str, digest: &IndexDigest) -> Address {
+    Address { digest: digest.index(), fp: digest.fingerprint(), route: route_of(text), slot: None }
+}
+
 /// How many times a write evicts and retries before giving up.
 const EVICTION_ROUNDS: usize = 64;
 
@@ -374,12 +391,51 @@ impl SandboxCore {
     /// the record is fetched into the cache while the token's keyed digest
     /// is computed (a miss that would otherwise follow the digest), at the
     /// price of a brief uncontended lock.
+    ///
+    /// A caller key hinted by a batch prefetch on this thread takes the
+    /// digest the prefetch computed ([`crate::memo`]).
     fn address(&self, text: &str) -> Address {
         let selected = self.keys.selected(text);
-        if let Some(s) = &selected {
-            self.shard(route_of(text)).lock().prefetch_record(s.slot);
+        match &selected {
+            Some(s) => self.shard(route_of(text)).lock().prefetch_record(s.slot),
+            None => {
+                if let Some(digest) = memo::take(self.keys.memo, text.as_bytes()) {
+                    return caller_address(text, &digest);
+                }
+            }
         }
         self.keys.address_at(text, selected.as_ref())
+    }
+
+    /// The first step of a batch prefetch ([`crate::prefetch`]): the shard
+    /// of `key` and where its record is to be found there (the slot a minted
+    /// token's selector names, or a caller key's index digest). Computed
+    /// from the key alone, touching none of the store's memory.
+    pub(crate) fn hint(&self, key: &str) -> Option<(u8, HintTarget)> {
+        validate_key(key).ok()?;
+        let target = match self.keys.selected(key) {
+            Some(s) => HintTarget::Slot(s.slot),
+            None => {
+                let digest = self.keys.index.digest(key.as_bytes());
+                memo::put(self.keys.memo, key.as_bytes(), digest);
+                HintTarget::Key(digest.index())
+            }
+        };
+        Some((route_of(key), target))
+    }
+
+    /// The later steps, each under the shard's lock: see
+    /// [`Shard::hint_fetch`], [`Shard::hint_slot`] and [`Shard::hint_parts`].
+    pub(crate) fn hint_fetch(&self, route: u8, target: &HintTarget) {
+        self.shard(route).lock().hint_fetch(target);
+    }
+
+    pub(crate) fn hint_slot(&self, route: u8, target: &HintTarget) -> Option<u32> {
+        self.shard(route).lock().hint_slot(target)
+    }
+
+    pub(crate) fn hint_parts(&self, route: u8, slot: u32) {
+        self.shard(route).lock().hint_parts(slot);
     }
 
     fn cx(&self) -> Cx<'_> {

@@ -20,7 +20,7 @@
 //! records: Slab<Record>   key digest(16) sealed-box(16) deadlines(24)
 //!                         version, ttl|flag, wheel bucket, extra slot (16)
 //! sealed:  family id (8, LE) || AES-256-GCM ciphertext || tag (16)
-//! keys:    HashTable<(digest, slot)>   caller keys only, current or retired
+//! keys:    KeyIndex (digest, slot)     caller keys only, current or retired
 //! ```
 //!
 //! Sessions that have rotated or carry a subject also have an [`Extra`]
@@ -28,11 +28,11 @@
 //! grace window is open) in one contiguous block; plain records pay nothing
 //! for it.
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
 use smallvec::SmallVec;
-use subtle::ConstantTimeEq;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
+use crate::keyindex::KeyIndex;
 use crate::persist::{Change, Image, Journal, Put, RetiredKey, Ticket};
 use crate::retired::{Retired, RetiredList};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
@@ -118,11 +118,13 @@ struct SealedToken {
     until: u64,
 }
 
-/// A caller key's entry: its digest and its record's slot.
+/// Where a batch prefetch looks for an address's record.
 #[derive(Clone, Copy)]
-struct KeyEntry {
-    key: [u8; 16],
-    slot: u32,
+pub(crate) enum HintTarget {
+    /// The slot a minted token's selector names.
+    Slot(u32),
+    /// A caller key's index digest, looked up in `keys`.
+    Key([u8; 16]),
 }
 
 /// Where an address leads.
@@ -222,18 +224,12 @@ pub(crate) enum CasOutcome {
     Full,
 }
 
-fn hash16(key: &[u8; 16]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&key[..8]);
-    u64::from_le_bytes(b)
-}
-
 fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    a.ct_eq(b).into()
+    crate::keyindex::digests_equal(a, b)
 }
 
 pub(crate) struct Shard {
-    keys: HashTable<KeyEntry>,
+    keys: KeyIndex,
     records: Slab<Record>,
     extras: Slab<Extra>,
     subjects: HashMap<[u8; 16], Vec<u32>>,
@@ -244,7 +240,7 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(epoch_ms: u64) -> Self {
         Shard {
-            keys: HashTable::new(),
+            keys: KeyIndex::default(),
             records: Slab::new(),
             extras: Slab::new(),
             subjects: HashMap::new(),
@@ -274,17 +270,15 @@ impl Shard {
     // ----- the caller-key index --------------------------------------------
 
     fn key_slot(&self, key: &[u8; 16]) -> Option<u32> {
-        self.keys.find(hash16(key), |e| ct_eq(&e.key, key)).map(|e| e.slot)
+        self.keys.get(key)
     }
 
     fn key_insert(&mut self, key: [u8; 16], slot: u32) {
-        self.keys.insert_unique(hash16(&key), KeyEntry { key, slot }, |e| hash16(&e.key));
+        self.keys.insert(key, slot);
     }
 
     fn key_remove(&mut self, key: &[u8; 16]) {
-        if let Ok(found) = self.keys.find_entry(hash16(key), |e| e.key == *key) {
-            found.remove();
-        }
+        self.keys.remove(key);
     }
 
     /// Whether a caller key is taken.
@@ -333,6 +327,38 @@ impl Shard {
     /// caller computes a token's digest meanwhile.
     pub(crate) fn prefetch_record(&self, slot: u32) {
         self.records.prefetch(slot);
+    }
+
+    /// The second step of a batch prefetch ([`crate::prefetch`]): starts
+    /// fetching where `target` leads (the record a selector names, or the
+    /// bucket where a caller key's lookup begins). Only hints, no loads: a
+    /// pass over a whole batch issues every fetch before any completes.
+    pub(crate) fn hint_fetch(&self, target: &HintTarget) {
+        match target {
+            HintTarget::Slot(slot) => self.records.prefetch(*slot),
+            HintTarget::Key(digest) => self.keys.prefetch(digest),
+        }
+    }
+
+    /// The third step: the slot `target` leads to (a caller key's lookup,
+    /// its bucket fetched by now), its record being fetched.
+    pub(crate) fn hint_slot(&self, target: &HintTarget) -> Option<u32> {
+        match target {
+            HintTarget::Slot(slot) => Some(*slot),
+            HintTarget::Key(digest) => {
+                let slot = self.key_slot(digest)?;
+                self.records.prefetch(slot);
+                Some(slot)
+            }
+        }
+    }
+
+    /// The fourth step: starts fetching the sealed value
+    /// and side record of the record in `slot`, if there is one.
+    pub(crate) fn hint_parts(&self, slot: u32) {
+        if let Some(record) = self.records.get(slot) {
+            self.prefetch_parts(record);
+        }
     }
 
     /// Starts fetching what an operation on a located record reads next: its
@@ -880,10 +906,7 @@ impl Shard {
 
     /// Gives memory back after mass expiry.
     fn maybe_shrink(&mut self) {
-        let len = self.keys.len();
-        if self.keys.capacity() > 1024 && len * 4 < self.keys.capacity() {
-            self.keys.shrink_to(len * 2, |e| hash16(&e.key));
-        }
+        self.keys.shrink_if_sparse();
     }
 
     /// The order key of this shard's soonest-expiring bucket.

@@ -72,6 +72,11 @@ enum Op {
         ms: u64,
     },
     Sweep,
+    /// A batch prefetch hint (a third sandbox, never created, included):
+    /// it must change no answer that follows.
+    Prefetch {
+        addrs: Vec<(usize, usize)>,
+    },
     /// Rotates a session `n` times in a row (exercises the retired window).
     RotateChain {
         sb: usize,
@@ -98,6 +103,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (sb.clone(), any::<usize>()).prop_map(|(sb, addr)| Op::Migrate { sb, addr }),
         2 => prop_oneof![0u64..1_200, 0u64..70_000].prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Sweep),
+        2 => proptest::collection::vec((0..SANDBOXES.len() + 1, any::<usize>()), 0..40)
+            .prop_map(|addrs| Op::Prefetch { addrs }),
         1 => (sb.clone(), any::<usize>(), 1..40usize, 0..GRACES_MS.len())
             .prop_map(|(sb, addr, n, grace)| Op::RotateChain { sb, addr, n, grace }),
     ]
@@ -262,6 +269,20 @@ impl World {
             Op::Advance { ms } => {
                 self.clock.advance(Duration::from_millis(ms));
                 self.model.now += ms;
+            }
+            Op::Prefetch { ref addrs } => {
+                let named: Vec<(&str, String)> = addrs
+                    .iter()
+                    .map(|&(sb, addr)| (SANDBOXES.get(sb).copied().unwrap_or("never-created"), self.addr(addr)))
+                    .collect();
+                let refs: Vec<(&str, &str)> = named.iter().map(|(sb, a)| (*sb, a.as_str())).collect();
+                self.engine.prefetch(&refs);
+                let stats = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(xems_core::SessionStore::stats(&self.engine))
+                    .unwrap();
+                prop_assert!(stats.sandbox("never-created").is_none(), "a hint created a sandbox");
             }
             Op::Sweep => {
                 self.engine.sweep_expired();

@@ -281,6 +281,23 @@ impl Command {
             Command::DebugSweep => "debug_sweep",
         }
     }
+
+    /// The `(sandbox, key)` this command reads or writes, for the commands
+    /// that address one record (a server hints its store with the
+    /// addresses of a batch, see `SessionStore::prefetch`).
+    pub fn address(&self) -> Option<(&str, &str)> {
+        match self {
+            Command::Set { sandbox, key, .. }
+            | Command::Get { sandbox, key, .. }
+            | Command::Del { sandbox, key }
+            | Command::Resolve { sandbox, key, .. }
+            | Command::Migrate { sandbox, key, .. }
+            | Command::Touch { sandbox, key, .. }
+            | Command::Exists { sandbox, key }
+            | Command::UpdateIf { sandbox, key, .. } => Some((sandbox, key.expose())),
+            _ => None,
+        }
+    }
 }
 
 /// A `value` as it appears on the line, read in the same pass as the rest

@@ -213,7 +213,19 @@ impl Response {
 }
 
 /// Appends `response` as one JSON line (with its `\n`) to `out`.
+///
+/// The shapes of the hot path (status, with `id`, `data`, `new_token`,
+/// `error`, `code`) are written directly, the strings escaped eight bytes at
+/// a time ([`write_json_str`]); anything else goes through `serde_json`.
+/// Both write the same bytes (a property test holds them to it).
 pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
+    if !write_simple(response, out) {
+        encode_with_serde(response, out);
+    }
+    out.push(b'\n');
+}
+
+fn encode_with_serde(response: &Response, out: &mut Vec<u8>) {
     let start = out.len();
     if serde_json::to_writer(&mut *out, response).is_err() {
         // Unreachable with these types (no maps with non-string keys, no
@@ -224,12 +236,208 @@ pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
             br#"{"status":"error","error":"internal error: cannot encode response","code":"internal"}"#,
         );
     }
-    out.push(b'\n');
+}
+
+/// Writes a response that has none of the structured fields, as
+/// `serde_json` would; `false` (and nothing written) otherwise.
+fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
+    let Response {
+        id,
+        status,
+        data,
+        new_token,
+        error,
+        code,
+        outcome: None,
+        meta: None,
+        exists: None,
+        deleted: None,
+        revoked: None,
+        current_version: None,
+        sessions: None,
+        stats: None,
+    } = r
+    else {
+        return false;
+    };
+    out.push(b'{');
+    match id {
+        None => {}
+        Some(Id::Str(v)) => {
+            out.extend_from_slice(b"\"id\":");
+            write_json_str(out, v);
+            out.push(b',');
+        }
+        Some(Id::Unsigned(n)) => {
+            out.extend_from_slice(format!("\"id\":{n},").as_bytes());
+        }
+        Some(Id::Signed(n)) => {
+            out.extend_from_slice(format!("\"id\":{n},").as_bytes());
+        }
+    }
+    out.extend_from_slice(match status {
+        Status::Ok => br#""status":"ok""#,
+        Status::Error => br#""status":"error""#,
+    });
+    for (name, field) in
+        [(&b",\"data\":"[..], data), (b",\"new_token\":", new_token), (b",\"error\":", error), (b",\"code\":", code)]
+    {
+        if let Some(text) = field {
+            out.extend_from_slice(name);
+            write_json_str(out, text);
+        }
+    }
+    out.push(b'}');
+    true
+}
+
+/// How `serde_json` escapes each byte: 0 for none, `u` for `\u00XX`, else
+/// the letter after the backslash.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Whether any of the eight bytes of `w` must be escaped (a control byte,
+/// `"` or `\`). The classic zero-byte tests: no false negatives; a false
+/// positive only sends the word to the byte-by-byte path.
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+/// Appends `text` as a JSON string, quotes included, escaped exactly as
+/// `serde_json` escapes it. Runs of bytes that need nothing are found eight
+/// at a time and copied whole: a session value is mostly such runs.
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
+            let e = ESCAPE[usize::from(b)];
+            if e == 0 {
+                continue;
+            }
+            out.extend_from_slice(&bytes[run..j]);
+            run = j + 1;
+            match e {
+                b'u' => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xF)],
+                ]),
+                _ => out.extend_from_slice(&[b'\\', e]),
+            }
+        }
+        i = end;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn serde_line(r: &Response) -> Vec<u8> {
+        let mut out = serde_json::to_vec(r).unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        // Dense in what must be escaped (controls, quotes, backslashes,
+        // DEL, multi-byte characters), at every alignment and length.
+        prop_oneof![
+            ".{0,40}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('x'),
+                    Just('\u{7f}'),
+                    Just('é'),
+                    Just('\u{1F600}'),
+                    (0u8..0x20).prop_map(char::from)
+                ],
+                0..40
+            )
+            .prop_map(|v| v.into_iter().collect()),
+        ]
+    }
+
+    proptest! {
+        /// The direct writer writes what serde_json writes, for every
+        /// string and every combination of the fields it handles.
+        #[test]
+        fn the_fast_path_writes_what_serde_writes(
+            data in proptest::option::of(text()),
+            token in proptest::option::of(text()),
+            error in proptest::option::of(text()),
+            code in proptest::option::of(text()),
+            id in proptest::option::of(prop_oneof![
+                any::<u64>().prop_map(Id::Unsigned),
+                any::<i64>().prop_map(Id::Signed),
+                text().prop_map(Id::Str),
+            ]),
+            failed in any::<bool>(),
+        ) {
+            let r = Response {
+                id,
+                status: if failed { Status::Error } else { Status::Ok },
+                data,
+                new_token: token,
+                error,
+                code,
+                ..Response::default()
+            };
+            let mut out = Vec::new();
+            encode_response(&r, &mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(serde_line(&r)).unwrap());
+        }
+    }
+
+    #[test]
+    fn structured_fields_take_the_serde_path() {
+        let mut r = Response::ok().with_data("v");
+        r.exists = Some(true);
+        let mut out = Vec::new();
+        assert!(!write_simple(&r, &mut out) && out.is_empty());
+        encode_response(&r, &mut out);
+        assert_eq!(out, serde_line(&r));
+    }
 
     fn line(r: &Response) -> String {
         let mut out = Vec::new();

@@ -5,11 +5,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use xems_core::SessionStore;
-use xems_protocol::{Command, DecodeError, Frame, LineBuffer, RequestError, Response, decode_request, encode_response};
+use xems_protocol::{
+    Command, DecodeError, Frame, LineBuffer, Request, RequestError, Response, decode_request, encode_response,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::handler::handle;
@@ -59,20 +62,62 @@ struct Session<'a, S> {
     close: bool,
 }
 
+/// A line of a batch, decoded: a request to run, or the answer already
+/// known (a line that is too long or not a valid request).
+enum Pending {
+    Request(Request),
+    Answered(Response),
+}
+
+/// Lines decoded, hinted to the store and answered together (see
+/// [`serve_connection`]): enough to overlap the store's memory misses, few
+/// enough that what is fetched for the first is still cached when the last
+/// runs.
+const WINDOW: usize = 32;
+
 impl<S: SessionStore> Session<'_, S> {
-    async fn answer(&mut self, frame: Frame<'_>) -> Response {
-        let req = match frame {
+    fn decode(&self, frame: Frame<'_>) -> Pending {
+        match frame {
             Frame::TooLong { len } => {
                 tracing::warn!(len, max = self.cfg.max_line, "line too long");
-                return RequestError::from(DecodeError::LineTooLong { len, max: self.cfg.max_line }).to_response();
+                Pending::Answered(
+                    RequestError::from(DecodeError::LineTooLong { len, max: self.cfg.max_line }).to_response(),
+                )
             }
             Frame::Line(line) => match decode_request(line) {
-                Ok(req) => req,
+                Ok(req) => Pending::Request(req),
                 Err(e) => {
                     tracing::debug!(code = e.kind.code(), "bad request line ({} bytes)", line.len());
-                    return e.to_response();
+                    Pending::Answered(e.to_response())
                 }
             },
+        }
+    }
+
+    /// Tells the store which records the requests of `batch` address, so it
+    /// can start loading them all before the first is answered (a single
+    /// request has nothing to overlap with). Not before authentication: an
+    /// unauthenticated client makes the store do nothing.
+    fn hint(&self, batch: &[Pending]) {
+        if !self.authenticated || batch.len() < 2 {
+            return;
+        }
+        let addresses: SmallVec<[(&str, &str); WINDOW]> = batch
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Request(req) => req.command.address(),
+                Pending::Answered(_) => None,
+            })
+            .collect();
+        if addresses.len() > 1 {
+            self.store.prefetch(&addresses);
+        }
+    }
+
+    async fn answer(&mut self, pending: Pending) -> Response {
+        let req = match pending {
+            Pending::Answered(resp) => return resp,
+            Pending::Request(req) => req,
         };
         match &req.command {
             Command::Auth { token } => {
@@ -119,7 +164,10 @@ impl<S: SessionStore> Session<'_, S> {
 /// Serves one connection until end of input, a failed `auth`, an I/O error
 /// or `shutdown`. Lines are answered one by one in order (so a pipelined
 /// `set` then `get` sees its own write); the answers to everything read in
-/// one go are written and flushed together.
+/// one go are written and flushed together. Pipelined lines are decoded a
+/// window at a time and their addresses hinted to the store first
+/// ([`SessionStore::prefetch`]), so the cache misses of their lookups
+/// overlap.
 ///
 /// # Errors
 ///
@@ -145,6 +193,7 @@ where
     let mut lines = LineBuffer::new(cfg.max_line);
     let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
+    let mut batch: Vec<Pending> = Vec::with_capacity(WINDOW);
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
     tokio::pin!(auth_deadline);
     loop {
@@ -165,7 +214,8 @@ where
             // End of input: answer an unterminated last line too, so no
             // request is silently dropped.
             if let Some(frame) = lines.finish() {
-                let resp = session.answer(frame).await;
+                let pending = session.decode(frame);
+                let resp = session.answer(pending).await;
                 encode_response(&resp, &mut out);
                 forget(resp);
             }
@@ -175,16 +225,29 @@ where
         }
         lines.extend(&chunk[..n]);
         chunk[..n].zeroize();
-        while let Some(frame) = lines.next_frame() {
-            let resp = session.answer(frame).await;
-            encode_response(&resp, &mut out);
-            forget(resp);
-            if session.close {
+        while !session.close {
+            while batch.len() < WINDOW
+                && let Some(frame) = lines.next_frame()
+            {
+                batch.push(session.decode(frame));
+            }
+            if batch.is_empty() {
                 break;
             }
-            if out.len() >= 1024 * 1024 {
-                writer.write_all(&out).await?;
-                wipe(&mut out);
+            session.hint(&batch);
+            for pending in batch.drain(..) {
+                if session.close {
+                    // A failed `auth`: nothing after it is answered (the
+                    // rest of the batch is dropped, its secrets wiped).
+                    break;
+                }
+                let resp = session.answer(pending).await;
+                encode_response(&resp, &mut out);
+                forget(resp);
+                if out.len() >= 1024 * 1024 {
+                    writer.write_all(&out).await?;
+                    wipe(&mut out);
+                }
             }
         }
         if !out.is_empty() {
