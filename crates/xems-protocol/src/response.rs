@@ -310,58 +310,56 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// Whether any of the eight bytes of `w` must be escaped (a control byte,
-/// `"` or `\`). The classic zero-byte tests: no false negatives; a false
-/// positive only sends the word to the byte-by-byte path.
-fn needs_escape(w: u64) -> bool {
+/// Marks (high bit) the bytes of `w` that must be escaped: control bytes,
+/// `"` and `\`. The classic zero-byte tests: no byte is missed, and the
+/// lowest mark is always a real one (a false mark can only sit above a real
+/// one, where a borrow ran on).
+fn escape_marks(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))) != 0
+    control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// Appends byte `b` of a string, escaped if it must be.
+fn push_escaped(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match ESCAPE[usize::from(b)] {
+        0 => out.push(b),
+        b'u' => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]),
+        e => out.extend_from_slice(&[b'\\', e]),
+    }
 }
 
 /// Appends `text` as a JSON string, quotes included, escaped exactly as
-/// `serde_json` escapes it. Runs of bytes that need nothing are found eight
-/// at a time and copied whole: a session value is mostly such runs.
+/// `serde_json` escapes it. Eight bytes at a time: a word with nothing to
+/// escape is appended whole; otherwise the word is appended, cut back to
+/// just before its first byte to escape, and that byte is escaped. Every
+/// copy is a fixed eight bytes (no `memcpy` call per run: a session value
+/// of JSON text has a quote every few bytes).
 fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut run = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(w) {
-                i += 8;
-                continue;
-            }
+    while let Some(word) = bytes.get(i..i + 8) {
+        let word: [u8; 8] = word.try_into().expect("eight bytes");
+        let marks = escape_marks(u64::from_le_bytes(word));
+        let len = out.len();
+        out.extend_from_slice(&word);
+        if marks == 0 {
+            i += 8;
+            continue;
         }
-        let end = (i + 8).min(bytes.len());
-        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
-            let e = ESCAPE[usize::from(b)];
-            if e == 0 {
-                continue;
-            }
-            out.extend_from_slice(&bytes[run..j]);
-            run = j + 1;
-            match e {
-                b'u' => out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xF)],
-                ]),
-                _ => out.extend_from_slice(&[b'\\', e]),
-            }
-        }
-        i = end;
+        let first = (marks.trailing_zeros() / 8) as usize;
+        out.truncate(len + first);
+        push_escaped(out, word[first]);
+        i += first + 1;
     }
-    out.extend_from_slice(&bytes[run..]);
+    for &b in &bytes[i..] {
+        push_escaped(out, b);
+    }
     out.push(b'"');
 }
 

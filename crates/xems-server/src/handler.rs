@@ -45,16 +45,7 @@ fn create_opts(
 fn data_of(value: Value, encoding: Encoding) -> Option<String> {
     match encoding {
         Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
-        Encoding::Utf8 => {
-            let mut bytes = value.into_bytes();
-            match String::from_utf8(std::mem::take(&mut *bytes)) {
-                Ok(text) => Some(text),
-                Err(e) => {
-                    *bytes = e.into_bytes();
-                    None
-                }
-            }
-        }
+        Encoding::Utf8 => value.into_string().ok(),
     }
 }
 
