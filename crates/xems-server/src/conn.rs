@@ -262,7 +262,7 @@ where
             writer.write_all(&out).await?;
             wipe(&mut out);
         }
-        crate::harden::scrub_stack::<{ crate::harden::REQUEST_STACK_SCRUB }>();
+        crate::harden::scrub_after_batch();
         writer.flush().await?;
         if session.close {
             break;

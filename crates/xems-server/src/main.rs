@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use xems_core::MockClock;
 use xems_engine::Engine;
 use xems_server::cli::{Config, SecretSource, ServeSettings, StoreKind};
+use xems_server::harden::scrub_idle_stack;
 use xems_server::{ConnConfig, ServeConfig, TestHooks, serve, serve_connection};
 
 /// The allocator: mimalloc, every freed block wiped first.
@@ -151,18 +152,21 @@ fn main() -> ExitCode {
     if let Some(s) = &cfg.serve {
         raise_nofile_limit(s.max_connections);
     }
-    let runtime = match cfg.serve {
-        None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        // One thread: the single-threaded scheduler, with no work-stealing
-        // queues to synchronize (what the benchmark runs beside Redis).
-        Some(ServeSettings { threads: Some(1), .. }) => {
-            tokio::runtime::Builder::new_current_thread().enable_all().build()
-        }
+    let mut builder = match cfg.serve {
+        // The stdio sidecar, and one thread: the single-threaded scheduler,
+        // with no work-stealing queues to synchronize (what the benchmark
+        // runs beside Redis).
+        None | Some(ServeSettings { threads: Some(1), .. }) => tokio::runtime::Builder::new_current_thread(),
         Some(ServeSettings { threads: Some(n), .. }) => {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
         }
-        Some(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Some(_) => tokio::runtime::Builder::new_multi_thread(),
     };
+    // Every thread wipes the dead stack frames of the requests it answered
+    // before it sleeps (see `harden::scrub_idle_stack`).
+    let runtime = builder.enable_all().on_thread_park(scrub_idle_stack).build();
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
