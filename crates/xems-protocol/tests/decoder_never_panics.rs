@@ -135,4 +135,31 @@ proptest! {
         let xems_protocol::Command::Set { value: got, .. } = req.command else { panic!("not a set") };
         prop_assert_eq!(got.as_bytes(), value.as_bytes());
     }
+
+    /// Any string body a client may send (every escape form, `\u` escapes
+    /// of any code unit, valid surrogate pairs and lone surrogates, at any
+    /// alignment) decodes to what `serde_json` makes of it, or is refused
+    /// where `serde_json` refuses it.
+    #[test]
+    fn string_escapes_decode_as_serde_json_does(
+        parts in proptest::collection::vec(prop_oneof![
+            "[a-z\"{}:,é😀 ]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap().trim_matches('"').to_owned()),
+            prop_oneof![Just("\\\""), Just("\\\\"), Just("\\/"), Just("\\b"), Just("\\f"),
+                        Just("\\n"), Just("\\r"), Just("\\t")].prop_map(str::to_owned),
+            any::<u16>().prop_map(|u| format!("\\u{u:04x}")),
+            (0xD800u16..0xDC00, 0xDC00u16..0xE000).prop_map(|(h, l)| format!("\\u{h:04X}\\u{l:04x}")),
+        ], 0..24),
+    ) {
+        let body: String = parts.concat();
+        let line = format!(r#"{{"action":"set","sandbox":"s","key":"k","value":"{body}"}}"#);
+        let expected = serde_json::from_str::<String>(&format!("\"{body}\""));
+        match (decode_request(line.as_bytes()), expected) {
+            (Ok(req), Ok(text)) => {
+                let xems_protocol::Command::Set { value, .. } = req.command else { panic!("not a set") };
+                prop_assert_eq!(value.as_bytes(), text.as_bytes());
+            }
+            (Err(_), Err(_)) => {}
+            (got, want) => prop_assert!(false, "xems: {:?}, serde_json: {:?}", got.map(|_| ()), want),
+        }
+    }
 }
