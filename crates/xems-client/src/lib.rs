@@ -319,7 +319,7 @@ fn malformed(what: &str) -> Error {
 }
 
 fn meta_of(resp: &mut Response) -> Result<SessionMeta> {
-    resp.meta.take().map(SessionMeta::from).ok_or_else(|| malformed("meta"))
+    resp.meta.take().map(|m| SessionMeta::from(*m)).ok_or_else(|| malformed("meta"))
 }
 
 /// Zero TTLs cannot be written in the TTL grammar; refuse them here the way
@@ -471,7 +471,7 @@ impl SessionStore for Client {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        check(self.inner.call(Req::new("stats")).await?)?.stats.ok_or_else(|| malformed("stats"))
+        check(self.inner.call(Req::new("stats")).await?)?.stats.map(|s| *s).ok_or_else(|| malformed("stats"))
     }
 }
 

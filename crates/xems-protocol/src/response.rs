@@ -126,9 +126,10 @@ pub struct Response {
     /// How a resolve was answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
-    /// The record's metadata.
+    /// The record's metadata (boxed, like `stats`: rare fields kept out of
+    /// the response every request builds and moves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<WireMeta>,
+    pub meta: Option<Box<WireMeta>>,
     /// `exists`: whether the key resolves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<bool>,
@@ -146,7 +147,7 @@ pub struct Response {
     pub sessions: Option<Vec<WireMeta>>,
     /// `stats`: figures and counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    pub stats: Option<Box<Stats>>,
 }
 
 impl fmt::Debug for Response {
@@ -202,7 +203,7 @@ impl Response {
 
     /// Sets `meta`.
     pub fn with_meta(mut self, meta: &SessionMeta) -> Self {
-        self.meta = Some(meta.into());
+        self.meta = Some(Box::new(meta.into()));
         self
     }
 
@@ -471,11 +472,11 @@ mod tests {
         );
         let mut r = Response::ok().with_meta(&meta).with_id(Some(Id::Signed(-1)));
         r.outcome = Some(Outcome::Grace);
-        r.stats = Some(Stats::default());
+        r.stats = Some(Box::default());
         let text = line(&r);
         let back: Response = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
-        assert_eq!(SessionMeta::from(back.meta.unwrap()), meta);
+        assert_eq!(SessionMeta::from(*back.meta.unwrap()), meta);
         assert!(!format!("{:?}", Response::ok().with_new_token("SECRET")).contains("SECRET"));
     }
 }

@@ -16,14 +16,16 @@ use xems_protocol::{Command, Encoding, Outcome, Request, Response, RotateSpec, W
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response {
     let Request { id, verbose, encoding, command, .. } = req;
     let action = command.action();
-    let response = match run(store, command, verbose, encoding).await {
+    let mut response = match run(store, command, verbose, encoding).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(action, code = e.code(), "request failed");
             Response::error(e.code(), e.to_string())
         }
     };
-    response.with_id(id)
+    // Set in place: the response is moved enough on its way out.
+    response.id = id;
+    response
 }
 
 fn create_opts(
@@ -64,7 +66,7 @@ fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
     }
     if full {
         resp.outcome = Some(Outcome::from(r.outcome));
-        resp.meta = Some(WireMeta::from(&r.meta));
+        resp.meta = Some(Box::new(WireMeta::from(&r.meta)));
     }
     resp
 }
@@ -181,7 +183,7 @@ async fn run<S: SessionStore>(
         }
         Command::Stats => {
             let mut resp = Response::ok();
-            resp.stats = Some(store.stats().await?);
+            resp.stats = Some(Box::new(store.stats().await?));
             resp
         }
         Command::Auth { .. } => Response::error("bad_request", "auth is answered by the connection, not the store"),
