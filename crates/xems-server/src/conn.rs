@@ -191,7 +191,10 @@ where
     // traffic) and in full when the connection ends, so freed memory keeps
     // no copies. `LineBuffer` wipes its own.
     let mut lines = LineBuffer::new(cfg.max_line);
-    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+    // Read into spare capacity (`read_buf`), never zero-filled up front: a
+    // new connection does not write 64 KiB it may never use, and an idle
+    // one holds only the pages its traffic touched.
+    let mut chunk: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut batch: Vec<Pending> = Vec::with_capacity(WINDOW);
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
@@ -208,7 +211,7 @@ where
                 writer.flush().await?;
                 break;
             }
-            r = reader.read(&mut chunk) => r?,
+            r = reader.read_buf(&mut *chunk) => r?,
         };
         if n == 0 {
             // End of input: answer an unterminated last line too, so no
@@ -225,6 +228,7 @@ where
         }
         lines.extend(&chunk[..n]);
         chunk[..n].zeroize();
+        chunk.clear();
         while !session.close {
             while batch.len() < WINDOW
                 && let Some(frame) = lines.next_frame()
