@@ -144,7 +144,7 @@ impl Engine {
     /// any: the keyed digests (computation only), the index buckets, the
     /// records, the sealed values. The misses of a pass overlap, and the
     /// operations that follow find their bytes in the cache (and a caller
-    /// key's digest in [`crate::memo`], computed once). Unknown
+    /// key's digest, computed once and kept for it). Unknown
     /// sandboxes are skipped (a hint never creates one).
     pub fn prefetch(&self, addresses: &[(&str, &str)]) {
         crate::memo::clear();

@@ -217,7 +217,7 @@ impl Response {
 ///
 /// The shapes of the hot path (status, with `id`, `data`, `new_token`,
 /// `error`, `code`) are written directly, the strings escaped eight bytes at
-/// a time ([`write_json_str`]); anything else goes through `serde_json`.
+/// a time; anything else goes through `serde_json`.
 /// Both write the same bytes (a property test holds them to it).
 pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
     if !write_simple(response, out) {
