@@ -149,7 +149,7 @@ impl Engine {
     pub fn prefetch(&self, addresses: &[(&str, &str)]) {
         crate::memo::clear();
         let sandboxes = self.inner.sandboxes.load();
-        let mut hints: SmallVec<[(&SandboxCore, u8, HintTarget); 32]> = addresses
+        let hints: SmallVec<[(&SandboxCore, u8, HintTarget); 32]> = addresses
             .iter()
             .filter_map(|(sandbox, key)| {
                 let core: &SandboxCore = &sandboxes.get(*sandbox)?.core;
@@ -160,17 +160,12 @@ impl Engine {
         for (core, route, target) in &hints {
             core.hint_fetch(*route, target);
         }
-        hints.retain(|(core, route, target)| match core.hint_slot(*route, target) {
-            Some(slot) => {
-                *target = HintTarget::Slot(slot);
-                true
-            }
-            None => false,
-        });
-        for (core, route, target) in &hints {
-            if let HintTarget::Slot(slot) = target {
-                core.hint_parts(*route, *slot);
-            }
+        let slots: SmallVec<[(&SandboxCore, u8, u32); 32]> = hints
+            .iter()
+            .filter_map(|&(core, route, target)| Some((core, route, core.hint_slot(route, &target)?)))
+            .collect();
+        for (core, route, slot) in slots {
+            core.hint_parts(route, slot);
         }
     }
 

@@ -31,11 +31,11 @@ thread_local! {
 
 /// The key of a sandbox's tags.
 #[derive(Clone, Copy)]
-pub(crate) struct MemoKey(pub(crate) u64, pub(crate) u64);
+pub(crate) struct MemoKey(pub(crate) [u8; 16]);
 
 impl MemoKey {
     fn tag(self, key: &[u8]) -> u128 {
-        let mut h = SipHasher13::new_with_keys(self.0, self.1);
+        let mut h = SipHasher13::new_with_key(&self.0);
         h.write(key);
         h.finish128().as_u128()
     }
@@ -76,7 +76,7 @@ mod tests {
     fn a_digest_is_taken_once_by_its_own_key_and_sandbox() {
         xems_testkit::logs::capture();
         let index = xems_core::IndexKey::new(&[7; 32]);
-        let (a, b) = (MemoKey(1, 2), MemoKey(3, 4));
+        let (a, b) = (MemoKey([1; 16]), MemoKey([2; 16]));
         clear();
         put(a, b"key:1", index.digest(b"key:1"));
         assert!(take(a, b"key:2").is_none(), "another key");

@@ -120,7 +120,7 @@ pub(crate) struct SandboxKeys {
     /// Seals the current token of a session while a grace window is open.
     token: SealKey,
     /// Keys the public session id.
-    sid: (u64, u64),
+    sid: [u8; 16],
     /// Binds the sandbox into every value's associated data.
     tag: [u8; 8],
     /// Encrypts the selector of minted tokens (the slot they name), so a
@@ -132,28 +132,19 @@ pub(crate) struct SandboxKeys {
 
 impl SandboxKeys {
     pub(crate) fn derive(name: &str, stable: &KeyDeriver, process: &KeyDeriver) -> Self {
-        let sid = stable.derive("session-id", name);
+        // SipHash keys: the first 16 bytes of a derived key.
+        let siphash_key = |k: &[u8; 32]| -> [u8; 16] { k[..16].try_into().expect("16 of 32 bytes") };
         let tag = stable.derive("tag", name);
-        let mut k0 = [0u8; 8];
-        let mut k1 = [0u8; 8];
-        k0.copy_from_slice(&sid[..8]);
-        k1.copy_from_slice(&sid[8..16]);
         let mut t = [0u8; 8];
         t.copy_from_slice(&tag[..8]);
         SandboxKeys {
             index: stable.index_key("index", name),
             value: process.seal_key("value", name),
             token: process.seal_key("token", name),
-            sid: (u64::from_le_bytes(k0), u64::from_le_bytes(k1)),
+            sid: siphash_key(&stable.derive("session-id", name)),
             tag: t,
             selector: Aes256::new(GenericArray::from_slice(&stable.derive("selector", name)[..])),
-            memo: {
-                let m = process.derive("memo", name);
-                let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-                a.copy_from_slice(&m[..8]);
-                b.copy_from_slice(&m[8..16]);
-                MemoKey(u64::from_le_bytes(a), u64::from_le_bytes(b))
-            },
+            memo: MemoKey(siphash_key(&process.derive("memo", name))),
         }
     }
 
@@ -293,7 +284,7 @@ impl SandboxKeys {
     /// The public id of a session: a keyed SipHash of its family id, so ids
     /// reveal neither the family counter nor anything about tokens.
     pub(crate) fn session_id(&self, family: u64) -> SessionId {
-        let mut h = SipHasher13::new_with_keys(self.sid.0, self.sid.1);
+        let mut h = SipHasher13::new_with_key(&self.sid);
         h.write_u64(family);
         SessionId::from_u64(h.finish())
     }
@@ -431,7 +422,11 @@ impl SandboxCore {
     }
 
     pub(crate) fn hint_slot(&self, route: u8, target: &HintTarget) -> Option<u32> {
-        self.shard(route).lock().hint_slot(target)
+        match target {
+            // Known already: no lock to take.
+            HintTarget::Slot(slot) => Some(*slot),
+            HintTarget::Key(digest) => self.shard(route).lock().hint_slot(digest),
+        }
     }
 
     pub(crate) fn hint_parts(&self, route: u8, slot: u32) {

@@ -32,7 +32,7 @@ use hashbrown::HashMap;
 use smallvec::SmallVec;
 use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
 
-use crate::keyindex::KeyIndex;
+use crate::keyindex::{KeyIndex, digests_equal};
 use crate::persist::{Change, Image, Journal, Put, RetiredKey, Ticket};
 use crate::retired::{Retired, RetiredList};
 use crate::sandbox::{SandboxCore, SealedTokenBytes};
@@ -224,10 +224,6 @@ pub(crate) enum CasOutcome {
     Full,
 }
 
-fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    crate::keyindex::digests_equal(a, b)
-}
-
 pub(crate) struct Shard {
     keys: KeyIndex,
     records: Slab<Record>,
@@ -295,7 +291,7 @@ impl Shard {
             },
         };
         let Some(record) = self.records.get(slot) else { return Addr::Missing };
-        if ct_eq(&record.key, &addr.digest) {
+        if digests_equal(&record.key, &addr.digest) {
             if cx.now >= record.idle_deadline {
                 self.remove_family(cx, slot, EventKind::Expired, "expired");
                 return Addr::Missing;
@@ -306,7 +302,7 @@ impl Shard {
         let Some(until) = self
             .extras
             .get(record.extra)
-            .and_then(|x| x.retired.iter().find(|r| ct_eq(&r.key, &addr.digest)))
+            .and_then(|x| x.retired.iter().find(|r| digests_equal(&r.key, &addr.digest)))
             .map(Retired::grace_until)
         else {
             return Addr::Missing;
@@ -340,17 +336,12 @@ impl Shard {
         }
     }
 
-    /// The third step: the slot `target` leads to (a caller key's lookup,
-    /// its bucket fetched by now), its record being fetched.
-    pub(crate) fn hint_slot(&self, target: &HintTarget) -> Option<u32> {
-        match target {
-            HintTarget::Slot(slot) => Some(*slot),
-            HintTarget::Key(digest) => {
-                let slot = self.key_slot(digest)?;
-                self.records.prefetch(slot);
-                Some(slot)
-            }
-        }
+    /// The third step, for a caller key: its slot (the lookup finds its
+    /// bucket fetched by now), its record being fetched.
+    pub(crate) fn hint_slot(&self, digest: &[u8; 16]) -> Option<u32> {
+        let slot = self.key_slot(digest)?;
+        self.records.prefetch(slot);
+        Some(slot)
     }
 
     /// The fourth step: starts fetching the sealed value

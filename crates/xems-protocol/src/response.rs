@@ -261,20 +261,16 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
     else {
         return false;
     };
+    let start = out.len();
     out.push(b'{');
-    match id {
-        None => {}
-        Some(Id::Str(v)) => {
-            out.extend_from_slice(b"\"id\":");
-            write_json_str(out, v);
-            out.push(b',');
+    if let Some(id) = id {
+        // Rare, and serde_json writes an id as it would anyway.
+        out.extend_from_slice(b"\"id\":");
+        if serde_json::to_writer(&mut *out, id).is_err() {
+            out.truncate(start);
+            return false;
         }
-        Some(Id::Unsigned(n)) => {
-            out.extend_from_slice(format!("\"id\":{n},").as_bytes());
-        }
-        Some(Id::Signed(n)) => {
-            out.extend_from_slice(format!("\"id\":{n},").as_bytes());
-        }
+        out.push(b',');
     }
     out.extend_from_slice(match status {
         Status::Ok => br#""status":"ok""#,

@@ -96,10 +96,10 @@ impl<S: SessionStore> Session<'_, S> {
 
     /// Tells the store which records the requests of `batch` address, so it
     /// can start loading them all before the first is answered (a single
-    /// request has nothing to overlap with). Not before authentication: an
+    /// address has nothing to overlap with). Not before authentication: an
     /// unauthenticated client makes the store do nothing.
     fn hint(&self, batch: &[Pending]) {
-        if !self.authenticated || batch.len() < 2 {
+        if !self.authenticated {
             return;
         }
         let addresses: SmallVec<[(&str, &str); WINDOW]> = batch
