@@ -19,6 +19,7 @@
 
 mod codec;
 mod error;
+mod json;
 mod request;
 mod response;
 

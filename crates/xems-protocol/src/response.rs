@@ -281,83 +281,11 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
     {
         if let Some(text) = field {
             out.extend_from_slice(name);
-            write_json_str(out, text);
+            crate::json::write_str(out, text.as_bytes());
         }
     }
     out.push(b'}');
     true
-}
-
-/// How `serde_json` escapes each byte: 0 for none, `u` for `\u00XX`, else
-/// the letter after the backslash.
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = b'u';
-        b += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0A] = b'n';
-    t[0x0C] = b'f';
-    t[0x0D] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-/// Marks (high bit) the bytes of `w` that must be escaped: control bytes,
-/// `"` and `\`. The classic zero-byte tests: no byte is missed, and the
-/// lowest mark is always a real one (a false mark can only sit above a real
-/// one, where a borrow ran on).
-fn escape_marks(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
-}
-
-/// Appends byte `b` of a string, escaped if it must be.
-fn push_escaped(out: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match ESCAPE[usize::from(b)] {
-        0 => out.push(b),
-        b'u' => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]),
-        e => out.extend_from_slice(&[b'\\', e]),
-    }
-}
-
-/// Appends `text` as a JSON string, quotes included, escaped exactly as
-/// `serde_json` escapes it. Eight bytes at a time: a word with nothing to
-/// escape is appended whole; otherwise the word is appended, cut back to
-/// just before its first byte to escape, and that byte is escaped. Every
-/// copy is a fixed eight bytes (no `memcpy` call per run: a session value
-/// of JSON text has a quote every few bytes).
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let word: [u8; 8] = word.try_into().expect("eight bytes");
-        let marks = escape_marks(u64::from_le_bytes(word));
-        let len = out.len();
-        out.extend_from_slice(&word);
-        if marks == 0 {
-            i += 8;
-            continue;
-        }
-        let first = (marks.trailing_zeros() / 8) as usize;
-        out.truncate(len + first);
-        push_escaped(out, word[first]);
-        i += first + 1;
-    }
-    for &b in &bytes[i..] {
-        push_escaped(out, b);
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -365,6 +293,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::json::tests::dense_text;
 
     fn serde_line(r: &Response) -> Vec<u8> {
         let mut out = serde_json::to_vec(r).unwrap();
@@ -372,40 +301,19 @@ mod tests {
         out
     }
 
-    fn text() -> impl Strategy<Value = String> {
-        // Dense in what must be escaped (controls, quotes, backslashes,
-        // DEL, multi-byte characters), at every alignment and length.
-        prop_oneof![
-            ".{0,40}",
-            proptest::collection::vec(
-                prop_oneof![
-                    Just('"'),
-                    Just('\\'),
-                    Just('x'),
-                    Just('\u{7f}'),
-                    Just('é'),
-                    Just('\u{1F600}'),
-                    (0u8..0x20).prop_map(char::from)
-                ],
-                0..40
-            )
-            .prop_map(|v| v.into_iter().collect()),
-        ]
-    }
-
     proptest! {
         /// The direct writer writes what serde_json writes, for every
         /// string and every combination of the fields it handles.
         #[test]
         fn the_fast_path_writes_what_serde_writes(
-            data in proptest::option::of(text()),
-            token in proptest::option::of(text()),
-            error in proptest::option::of(text()),
-            code in proptest::option::of(text()),
+            data in proptest::option::of(dense_text()),
+            token in proptest::option::of(dense_text()),
+            error in proptest::option::of(dense_text()),
+            code in proptest::option::of(dense_text()),
             id in proptest::option::of(prop_oneof![
                 any::<u64>().prop_map(Id::Unsigned),
                 any::<i64>().prop_map(Id::Signed),
-                text().prop_map(Id::Str),
+                dense_text().prop_map(Id::Str),
             ]),
             failed in any::<bool>(),
         ) {

@@ -1,0 +1,326 @@
+//! The JSON string kernels of the hot path: writing a string escaped as
+//! `serde_json` escapes it, and reading one back.
+//!
+//! A session value is usually JSON text itself, so it has a `"` every few
+//! bytes: the cost of both directions is per escape, not per byte. Both
+//! kernels work eight bytes at a time with exact marks (every byte to
+//! escape, and only those), write whole eight-byte words into space made
+//! ahead of time, and step the write position back over what was not
+//! meant; no `memcpy` call and no capacity check per run. Property tests
+//! hold both to `serde_json`, byte for byte.
+
+use std::borrow::Cow;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each zero byte of `x`, and nothing else (no borrow runs
+/// between bytes: `(b & 0x7F) + 0x7F` never carries out of its byte).
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOW7) + LOW7) | x) & HIGH
+}
+
+/// The high bit of each byte of `w` that a JSON string cannot hold raw:
+/// control bytes (below 0x20), `"` and `\`. Exact, so every mark of a word
+/// can be handled without looking at the word again.
+fn marks(w: u64) -> u64 {
+    let control = !(((w & LOW7) + ONES * 0x60) | w) & HIGH;
+    control | zero_bytes(w ^ (ONES * u64::from(b'"'))) | zero_bytes(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// The byte index of the lowest mark.
+fn first(marks: u64) -> usize {
+    (marks.trailing_zeros() / 8) as usize
+}
+
+fn word(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
+}
+
+/// How `serde_json` escapes each byte: 0 for none, `u` for `\u00XX`, else
+/// the letter after the backslash.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Room a step of the writer may use past its position: a word of eight
+/// bytes that all escape to six, plus the eight-byte store after them.
+const ROOM: usize = 8 * 6 + 8;
+
+/// Writes byte `b` at `out[0..]`, escaped if it must be; returns its length.
+fn put(out: &mut [u8], b: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match ESCAPE[usize::from(b)] {
+        0 => {
+            out[0] = b;
+            1
+        }
+        b'u' => {
+            out[..6].copy_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
+            6
+        }
+        e => {
+            out[..2].copy_from_slice(&[b'\\', e]);
+            2
+        }
+    }
+}
+
+/// Appends `text` as a JSON string, quotes included, escaped exactly as
+/// `serde_json` escapes it.
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &[u8]) {
+    out.push(b'"');
+    let mut at = out.len();
+    // Space is zero-filled ahead of the write position and cut back at the
+    // end; a value without escapes needs the first fill only.
+    out.resize(at + text.len() + ROOM, 0);
+    let mut i = 0;
+    while let Some(w) = word(text, i) {
+        if out.len() < at + ROOM {
+            out.resize(at + (text.len() - i) + ROOM * 2, 0);
+        }
+        let mut m = marks(w);
+        // `from`: the first byte of the word not yet placed.
+        let mut from = 0;
+        while m != 0 {
+            let k = first(m);
+            out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
+            at += k - from;
+            // A marked byte: two bytes out, or six for a control byte.
+            let b = text[i + k];
+            let e = ESCAPE[usize::from(b)];
+            if e == b'u' {
+                at += put(&mut out[at..], b);
+            } else {
+                out[at..at + 2].copy_from_slice(&[b'\\', e]);
+                at += 2;
+            }
+            from = k + 1;
+            m &= m - 1;
+        }
+        if from < 8 {
+            out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
+            at += 8 - from;
+        }
+        i += 8;
+    }
+    if out.len() < at + ROOM {
+        out.resize(at + ROOM, 0);
+    }
+    for &b in &text[i..] {
+        at += put(&mut out[at..], b);
+    }
+    out.truncate(at);
+    out.push(b'"');
+}
+
+/// What each byte after a backslash stands for; 0 where the escape is not
+/// one this fast path reads (`\u`, or invalid).
+const UNESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'/' as usize] = b'/';
+    t[b'b' as usize] = 0x08;
+    t[b'f' as usize] = 0x0C;
+    t[b'n' as usize] = b'\n';
+    t[b'r' as usize] = b'\r';
+    t[b't' as usize] = b'\t';
+    t
+};
+
+/// The byte an escape letter stands for.
+fn unescape(letter: u8) -> Option<u8> {
+    Some(UNESCAPE[usize::from(letter)]).filter(|&b| b != 0)
+}
+
+/// Reads the JSON string whose opening quote is `bytes[open]`: its content
+/// (borrowed when it has no escapes) and the index just past its closing
+/// quote. `None` for what this fast path leaves to `serde_json`: `\u`
+/// escapes, invalid escapes, raw control bytes and a missing closing quote.
+/// The content of valid UTF-8 input is valid UTF-8: only ASCII escapes are
+/// replaced, by ASCII bytes.
+pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usize)> {
+    let start = open + 1;
+    let mut i = next_mark(bytes, start)?;
+    if bytes[i] == b'"' {
+        return Some((Cow::Borrowed(&bytes[start..i]), i + 1));
+    }
+    // Escaped: the content is shorter than the rest of the line, and `at`
+    // (where the next byte goes) never passes `i - start`, so every
+    // eight-byte store fits. Not `vec![0; n]`: glibc's `calloc` bypasses
+    // its per-thread cache, so the block would come from (and its free go
+    // to) the slow bins.
+    let room = bytes.len() - start + 8;
+    #[expect(clippy::slow_vector_initialization, reason = "calloc bypasses glibc's thread cache (above)")]
+    let mut out = {
+        let mut out = Vec::with_capacity(room);
+        out.resize(room, 0);
+        out
+    };
+    out[..i - start].copy_from_slice(&bytes[start..i]);
+    let mut at = i - start;
+    let done = |mut out: Vec<u8>, at, after| {
+        out.truncate(at);
+        Some((Cow::Owned(out), after))
+    };
+    // A word at a time: store it whole, then step `at` back over what is
+    // not content, handling every mark of the word from the one load.
+    while let Some(w) = word(bytes, i) {
+        let mut m = marks(w);
+        // `from`: the first byte of the word not yet read.
+        let mut from = 0;
+        loop {
+            out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
+            if m == 0 {
+                at += 8 - from;
+                from = 8;
+                break;
+            }
+            let k = first(m);
+            at += k - from;
+            match bytes[i + k] {
+                b'"' => return done(out, at, i + k + 1),
+                b'\\' => {}
+                _ => return None,
+            }
+            out[at] = unescape(*bytes.get(i + k + 1)?)?;
+            at += 1;
+            from = k + 2;
+            if from >= 8 {
+                break;
+            }
+            // The backslash's mark, and the escaped byte's if it has one.
+            m &= !(0xFFFF << (8 * k));
+        }
+        i += from;
+    }
+    // Fewer than eight bytes left.
+    loop {
+        match *bytes.get(i)? {
+            b'"' => return done(out, at, i + 1),
+            b'\\' => {
+                out[at] = unescape(*bytes.get(i + 1)?)?;
+                i += 2;
+            }
+            b if b < 0x20 => return None,
+            b => {
+                out[at] = b;
+                i += 1;
+            }
+        }
+        at += 1;
+    }
+}
+
+/// The index of the first byte at or after `i` that a string cannot hold
+/// raw (its end, an escape, or an error), if there is one.
+fn next_mark(bytes: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(w) = word(bytes, i) {
+        let m = marks(w);
+        if m != 0 {
+            return Some(i + first(m));
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| ESCAPE[usize::from(b)] != 0).map(|k| i + k)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Strings dense in what must be escaped, at every alignment and length.
+    pub(crate) fn dense_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,40}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('x'),
+                    Just('\u{7f}'),
+                    Just('é'),
+                    Just('\u{1F600}'),
+                    (0u8..0x20).prop_map(char::from)
+                ],
+                0..40
+            )
+            .prop_map(|v| v.into_iter().collect()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn marks_are_exact(w in any::<u64>()) {
+            let expected = w.to_le_bytes().iter().enumerate().fold(0u64, |acc, (k, &b)| {
+                if ESCAPE[usize::from(b)] != 0 { acc | 0x80 << (8 * k) } else { acc }
+            });
+            prop_assert_eq!(marks(w), expected);
+        }
+
+        #[test]
+        fn writes_what_serde_writes(text in dense_text(), prefix in 0usize..9) {
+            let mut out = vec![b'.'; prefix];
+            write_str(&mut out, text.as_bytes());
+            let mut expected = vec![b'.'; prefix];
+            serde_json::to_writer(&mut expected, &text).unwrap();
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
+
+        /// What serde_json writes reads back as the same text, followed by
+        /// anything; what this kernel accepts, serde_json reads the same.
+        #[test]
+        fn reads_what_serde_reads(text in dense_text(), tail in "[ ,}x\"]{0,12}") {
+            let mut line = serde_json::to_vec(&text).unwrap();
+            let end = line.len();
+            line.extend_from_slice(tail.as_bytes());
+            match read_str(&line, 0) {
+                Some((content, after)) => {
+                    prop_assert_eq!(after, end);
+                    prop_assert_eq!(&content[..], text.as_bytes());
+                }
+                // Only `\u` escapes are left to serde_json.
+                None => prop_assert!(text.bytes().any(|b| ESCAPE[usize::from(b)] == b'u')),
+            }
+        }
+
+        #[test]
+        fn reading_arbitrary_bytes_agrees_with_serde(body in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(b'n'), Just(b'u'), Just(b'/'), Just(b'a'), Just(0x01u8)], 0..30)) {
+            let mut line = vec![b'"'];
+            line.extend_from_slice(&body);
+            if let Some((content, after)) = read_str(&line, 0) {
+                let theirs: String = serde_json::from_slice(&line[..after]).unwrap();
+                prop_assert_eq!(&content[..], theirs.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn borrowed_without_escapes() {
+        let line = br#""plain text, long enough for two words" tail"#;
+        let (content, after) = read_str(line, 0).unwrap();
+        assert!(matches!(content, Cow::Borrowed(_)));
+        assert_eq!(&line[after..], b" tail");
+        assert!(read_str(br#""unterminated"#, 0).is_none());
+        assert!(read_str(br#""bad \x escape""#, 0).is_none());
+        assert!(read_str(b"\"raw \x01 control\"", 0).is_none());
+    }
+}
