@@ -144,7 +144,7 @@ const UNESCAPE: [u8; 256] = {
 };
 
 /// The byte an escape letter stands for.
-fn unescape(letter: u8) -> Option<u8> {
+fn unescaped(letter: u8) -> Option<u8> {
     Some(UNESCAPE[usize::from(letter)]).filter(|&b| b != 0)
 }
 
@@ -154,12 +154,22 @@ fn unescape(letter: u8) -> Option<u8> {
 /// escapes, invalid escapes, raw control bytes and a missing closing quote.
 /// The content of valid UTF-8 input is valid UTF-8: only ASCII escapes are
 /// replaced, by ASCII bytes.
+///
+/// Inlined, so the common case (no escapes) comes back in registers: the
+/// tuple returned through memory cost a store-forwarding stall per field.
+#[inline]
 pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usize)> {
     let start = open + 1;
-    let mut i = next_mark(bytes, start)?;
+    let i = next_mark(bytes, start)?;
     if bytes[i] == b'"' {
         return Some((Cow::Borrowed(&bytes[start..i]), i + 1));
     }
+    unescape(bytes, start, i)
+}
+
+/// The rest of [`read_str`] for a string with an escape at `bytes[i]`.
+#[inline(never)]
+fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, usize)> {
     // Escaped: the content is shorter than the rest of the line, and `at`
     // (where the next byte goes) never passes `i - start`, so every
     // eight-byte store fits. Not `vec![0; n]`: glibc's `calloc` bypasses
@@ -198,7 +208,7 @@ pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usiz
                 b'\\' => {}
                 _ => return None,
             }
-            out[at] = unescape(*bytes.get(i + k + 1)?)?;
+            out[at] = unescaped(*bytes.get(i + k + 1)?)?;
             at += 1;
             from = k + 2;
             if from >= 8 {
@@ -214,7 +224,7 @@ pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usiz
         match *bytes.get(i)? {
             b'"' => return done(out, at, i + 1),
             b'\\' => {
-                out[at] = unescape(*bytes.get(i + 1)?)?;
+                out[at] = unescaped(*bytes.get(i + 1)?)?;
                 i += 2;
             }
             b if b < 0x20 => return None,
@@ -229,6 +239,7 @@ pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usiz
 
 /// The index of the first byte at or after `i` that a string cannot hold
 /// raw (its end, an escape, or an error), if there is one.
+#[inline]
 fn next_mark(bytes: &[u8], mut i: usize) -> Option<usize> {
     while let Some(w) = word(bytes, i) {
         let m = marks(w);
