@@ -167,23 +167,33 @@ pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usiz
     unescape(bytes, start, i)
 }
 
+/// The most an escaped string's first buffer holds beyond what precedes
+/// its first escape; it grows from there.
+const FIRST_ROOM: usize = 4096;
+
+/// Room one step of [`unescape`] may write past its position: a word's
+/// stores reach at most 15 bytes ahead (and the tail at most 7).
+const STEP_ROOM: usize = 16;
+
 /// The rest of [`read_str`] for a string with an escape at `bytes[i]`.
 #[inline(never)]
 fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, usize)> {
-    // Escaped: the content is shorter than the rest of the line, and `at`
-    // (where the next byte goes) never passes `i - start`, so every
-    // eight-byte store fits. Not `vec![0; n]`: glibc's `calloc` bypasses
-    // its per-thread cache, so the block would come from (and its free go
-    // to) the slow bins.
-    let room = bytes.len() - start + 8;
+    // Escaped. The buffer holds what was read so far and a little more,
+    // and doubles when a step might not fit: sized by the rest of the line
+    // instead, a 16 MiB line with an escape in each of its fields would
+    // allocate (and zero) 16 MiB per field. Not `vec![0; n]`: glibc's
+    // `calloc` bypasses its per-thread cache (a library does not know the
+    // allocator it runs on).
+    let prefix = i - start;
+    let first_room = prefix + (bytes.len() - i).min(FIRST_ROOM) + STEP_ROOM;
     #[expect(clippy::slow_vector_initialization, reason = "calloc bypasses glibc's thread cache (above)")]
     let mut out = {
-        let mut out = Vec::with_capacity(room);
-        out.resize(room, 0);
+        let mut out = Vec::with_capacity(first_room);
+        out.resize(first_room, 0);
         out
     };
-    out[..i - start].copy_from_slice(&bytes[start..i]);
-    let mut at = i - start;
+    out[..prefix].copy_from_slice(&bytes[start..i]);
+    let mut at = prefix;
     let done = |mut out: Vec<u8>, at, after| {
         out.truncate(at);
         Some((Cow::Owned(out), after))
@@ -191,6 +201,9 @@ fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, 
     // A word at a time: store it whole, then step `at` back over what is
     // not content, handling every mark of the word from the one load.
     while let Some(w) = word(bytes, i) {
+        if out.len() < at + STEP_ROOM {
+            out.resize(out.len() * 2, 0);
+        }
         let mut m = marks(w);
         // `from`: the first byte of the word not yet read.
         let mut from = 0;
@@ -220,6 +233,9 @@ fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, 
         i += from;
     }
     // Fewer than eight bytes left.
+    if out.len() < at + STEP_ROOM {
+        out.resize(out.len() * 2, 0);
+    }
     loop {
         match *bytes.get(i)? {
             b'"' => return done(out, at, i + 1),
@@ -322,6 +338,23 @@ pub(crate) mod tests {
                 prop_assert_eq!(&content[..], theirs.as_bytes());
             }
         }
+    }
+
+    /// An escaped string's buffer follows its own length, not the line's.
+    #[test]
+    fn an_escaped_string_does_not_allocate_the_rest_of_the_line() {
+        let mut line = br#""a\"b" "#.to_vec();
+        line.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let (content, after) = read_str(&line, 0).unwrap();
+        assert_eq!(&content[..], b"a\"b");
+        assert_eq!(after, 6);
+        let Cow::Owned(buf) = content else { panic!("escaped content is owned") };
+        assert!(buf.capacity() <= 2 * FIRST_ROOM, "capacity {}", buf.capacity());
+        // A long escaped string still reads whole, growing as it goes.
+        let text: String = (0..100_000).map(|n| if n % 7 == 0 { '"' } else { 'v' }).collect();
+        let line = serde_json::to_vec(&text).unwrap();
+        let (content, _) = read_str(&line, 0).unwrap();
+        assert_eq!(&content[..], text.as_bytes());
     }
 
     #[test]
