@@ -114,14 +114,16 @@ impl<S: SessionStore> Session<'_, S> {
         }
     }
 
-    async fn answer(&mut self, pending: Pending) -> Response {
+    /// The answer to one line. The line stays in the batch (borrowed, not
+    /// moved through the nested futures) until the batch is done.
+    async fn answer(&mut self, pending: &mut Pending) -> Response {
         let req = match pending {
-            Pending::Answered(resp) => return resp,
+            Pending::Answered(resp) => return std::mem::take(resp),
             Pending::Request(req) => req,
         };
         match &req.command {
             Command::Auth { token } => {
-                let id = req.id.clone();
+                let id = req.id.take();
                 return match &self.cfg.auth_token {
                     None => Response::ok().with_id(id),
                     Some(expected) if bool::from(expected.as_slice().ct_eq(token.expose().as_bytes())) => {
@@ -140,19 +142,19 @@ impl<S: SessionStore> Session<'_, S> {
                     "unauthorized",
                     "authenticate first: send {\"action\":\"auth\",\"token\":\"...\"}",
                 )
-                .with_id(req.id);
+                .with_id(req.id.take());
             }
             Command::DebugAdvanceClock { by } => {
                 if let Some(hooks) = &self.cfg.test_hooks {
                     hooks.advance(*by);
-                    return Response::ok().with_id(req.id);
+                    return Response::ok().with_id(req.id.take());
                 }
             }
             Command::DebugSweep => {
                 if let Some(hooks) = &self.cfg.test_hooks {
                     let n = hooks.sweep();
                     tracing::debug!(swept = n, "debug_sweep");
-                    return Response::ok().with_id(req.id);
+                    return Response::ok().with_id(req.id.take());
                 }
             }
             _ => {}
@@ -217,8 +219,8 @@ where
             // End of input: answer an unterminated last line too, so no
             // request is silently dropped.
             if let Some(frame) = lines.finish() {
-                let pending = session.decode(frame);
-                let resp = session.answer(pending).await;
+                let mut pending = session.decode(frame);
+                let resp = session.answer(&mut pending).await;
                 encode_response(&resp, &mut out);
                 forget(resp);
             }
@@ -239,7 +241,7 @@ where
                 break;
             }
             session.hint(&batch);
-            for pending in batch.drain(..) {
+            for pending in &mut batch {
                 if session.close {
                     // A failed `auth`: nothing after it is answered (the
                     // rest of the batch is dropped, its secrets wiped).
@@ -253,6 +255,7 @@ where
                     wipe(&mut out);
                 }
             }
+            batch.clear();
         }
         if !out.is_empty() {
             // Let every other ready connection answer its batch first, so

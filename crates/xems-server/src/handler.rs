@@ -13,10 +13,14 @@ use xems_protocol::{Command, Encoding, Outcome, Request, Response, RotateSpec, W
 /// any backend can be served. The connection-level actions (`auth`,
 /// `debug_advance_clock`) are answered by the connection layer; given here,
 /// they get an error. The response's `id` is the request's.
-pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response {
+///
+/// The request is borrowed: it is a few hundred bytes, and each move of it
+/// into a nested future was a copy; the caller drops it (wiping its key and
+/// value) when the batch is done.
+pub async fn handle<S: SessionStore>(store: &S, req: &Request) -> Response {
     let Request { id, verbose, encoding, command, .. } = req;
     let action = command.action();
-    let mut response = match run(store, command, verbose, encoding).await {
+    let mut response = match run(store, command, *verbose, *encoding).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(action, code = e.code(), "request failed");
@@ -24,19 +28,19 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response {
         }
     };
     // Set in place: the response is moved enough on its way out.
-    response.id = id;
+    response.id.clone_from(id);
     response
 }
 
 fn create_opts(
     ttl: Option<std::time::Duration>,
     abs: Option<std::time::Duration>,
-    subject: Option<String>,
+    subject: &Option<String>,
 ) -> CreateOptions {
     let mut o = CreateOptions::new();
     o.ttl = ttl;
     o.absolute_ttl = abs;
-    o.subject = subject;
+    o.subject.clone_from(subject);
     o
 }
 
@@ -73,7 +77,7 @@ fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
 
 async fn run<S: SessionStore>(
     store: &S,
-    command: Command,
+    command: &Command,
     verbose: bool,
     encoding: Encoding,
 ) -> Result<Response, Error> {
@@ -81,20 +85,20 @@ async fn run<S: SessionStore>(
         Command::Ping => Response::ok().with_data("pong"),
         Command::Set { sandbox, key, value, ttl, absolute_ttl, subject } => {
             let meta =
-                store.set(&sandbox, key.expose(), value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
+                store.set(sandbox, key.expose(), value.as_bytes(), create_opts(*ttl, *absolute_ttl, subject)).await?;
             tracing::trace!(sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
             if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
         }
         Command::Get { sandbox, key, rotate, grace, ttl } => {
-            let found = if rotate {
+            let found = if *rotate {
                 let mut opts =
                     ResolveOptions::new().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
-                if let Some(ttl) = ttl {
+                if let Some(ttl) = *ttl {
                     opts = opts.with_refresh(Refresh::To(ttl));
                 }
-                store.resolve(&sandbox, key.expose(), opts).await?
+                store.resolve(sandbox, key.expose(), opts).await?
             } else {
-                store.get(&sandbox, key.expose()).await?
+                store.get(sandbox, key.expose()).await?
             };
             match found {
                 Some(r) => resolved(r, encoding, verbose),
@@ -102,7 +106,7 @@ async fn run<S: SessionStore>(
             }
         }
         Command::Del { sandbox, key } => {
-            let deleted = store.del(&sandbox, key.expose()).await?;
+            let deleted = store.del(sandbox, key.expose()).await?;
             let mut resp = Response::ok();
             if verbose {
                 resp.deleted = Some(deleted);
@@ -110,16 +114,16 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::CreateSession { sandbox, value, ttl, absolute_ttl, subject } => {
-            let created = store.create(&sandbox, value.as_bytes(), create_opts(ttl, absolute_ttl, subject)).await?;
+            let created = store.create(sandbox, value.as_bytes(), create_opts(*ttl, *absolute_ttl, subject)).await?;
             Response::ok().with_new_token(created.token.expose()).with_meta(&created.meta)
         }
         Command::Resolve { sandbox, key, rotate, grace, ttl, refresh } => {
-            let rotation = match rotate {
+            let rotation = match *rotate {
                 RotateSpec::Never => Rotation::Never,
                 RotateSpec::Always => Rotation::Always,
                 RotateSpec::OlderThan(d) => Rotation::OlderThan(d),
             };
-            let refresh = match (ttl, refresh) {
+            let refresh = match (*ttl, *refresh) {
                 (Some(t), _) => Refresh::To(t),
                 (None, true) => Refresh::Idle,
                 (None, false) => Refresh::No,
@@ -128,29 +132,29 @@ async fn run<S: SessionStore>(
                 .with_rotation(rotation)
                 .with_grace(grace.unwrap_or(DEFAULT_GRACE))
                 .with_refresh(refresh);
-            match store.resolve(&sandbox, key.expose(), opts).await? {
+            match store.resolve(sandbox, key.expose(), opts).await? {
                 Some(r) => resolved(r, encoding, true),
                 None => Response::not_found(),
             }
         }
         Command::Migrate { sandbox, key, to, value, ttl, absolute_ttl, subject } => {
-            let opts = create_opts(ttl, absolute_ttl, subject);
-            match store.migrate(&sandbox, key.expose(), &to, value.as_ref().map(Value::as_bytes), opts).await? {
+            let opts = create_opts(*ttl, *absolute_ttl, subject);
+            match store.migrate(sandbox, key.expose(), to, value.as_ref().map(Value::as_bytes), opts).await? {
                 Some(c) => Response::ok().with_new_token(c.token.expose()).with_meta(&c.meta),
                 None => Response::not_found(),
             }
         }
-        Command::Touch { sandbox, key, ttl } => match store.touch(&sandbox, key.expose(), ttl).await? {
+        Command::Touch { sandbox, key, ttl } => match store.touch(sandbox, key.expose(), *ttl).await? {
             Some(meta) => Response::ok().with_meta(&meta),
             None => Response::not_found(),
         },
         Command::Exists { sandbox, key } => {
             let mut resp = Response::ok();
-            resp.exists = Some(store.exists(&sandbox, key.expose()).await?);
+            resp.exists = Some(store.exists(sandbox, key.expose()).await?);
             resp
         }
         Command::UpdateIf { sandbox, key, version, value } => {
-            match store.update_if(&sandbox, key.expose(), version, value.as_bytes()).await? {
+            match store.update_if(sandbox, key.expose(), *version, value.as_bytes()).await? {
                 UpdateOutcome::Updated(meta) => Response::ok().with_meta(&meta),
                 UpdateOutcome::Conflict { current_version } => {
                     let mut resp = Response::error(
@@ -164,19 +168,19 @@ async fn run<S: SessionStore>(
             }
         }
         Command::ListSubject { sandbox, subject } => {
-            let list = store.list_subject(&sandbox, &subject).await?;
+            let list = store.list_subject(sandbox, subject).await?;
             let mut resp = Response::ok();
             resp.sessions = Some(list.iter().map(WireMeta::from).collect());
             resp
         }
         Command::RevokeSubject { sandbox, subject, except } => {
-            let n = store.revoke_subject(&sandbox, &subject, except.as_ref().map(|t| t.expose())).await?;
+            let n = store.revoke_subject(sandbox, subject, except.as_ref().map(|t| t.expose())).await?;
             let mut resp = Response::ok();
             resp.revoked = Some(n as u64);
             resp
         }
         Command::RevokeSession { sandbox, subject, session_id } => {
-            let done = store.revoke_session(&sandbox, &subject, &session_id).await?;
+            let done = store.revoke_session(sandbox, subject, session_id).await?;
             let mut resp = Response::ok();
             resp.revoked = Some(u64::from(done));
             resp
@@ -206,7 +210,7 @@ mod tests {
     use super::*;
 
     async fn ask(store: &Engine, line: &str) -> Response {
-        handle(store, decode_request(line.as_bytes()).expect("valid request")).await
+        handle(store, &decode_request(line.as_bytes()).expect("valid request")).await
     }
 
     #[tokio::test]
