@@ -22,10 +22,16 @@ pub(crate) fn prefetch<T>(value: &T) {
 /// first lines; the hardware prefetcher follows a longer sequential read.
 const MAX_LINES: usize = 8;
 
-/// Starts fetching the first cache lines of `bytes` (up to 512 bytes).
+/// Starts fetching the cache lines of `bytes` (the first 512 bytes of a
+/// longer slice). One address per 64 bytes from the start misses the last
+/// line whenever the slice does not start on a line boundary, so its last
+/// byte is asked for too.
 #[inline]
 pub(crate) fn prefetch_bytes(bytes: &[u8]) {
     for b in bytes.iter().step_by(64).take(MAX_LINES) {
         prefetch(b);
+    }
+    if let Some(last) = bytes.get(..MAX_LINES * 64).and_then(<[u8]>::last) {
+        prefetch(last);
     }
 }
