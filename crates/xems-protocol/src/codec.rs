@@ -67,9 +67,39 @@ impl LineBuffer {
     /// and growing the buffer zeroes the old allocation (a plain `Vec`
     /// growth would free it with its contents).
     pub fn extend(&mut self, bytes: &[u8]) {
+        self.make_room(bytes.len());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read the next input into, for a reader that appends
+    /// into a `Vec`'s spare capacity (tokio's `read_buf`), which saves
+    /// reading into a separate buffer and copying (and wiping) it.
+    ///
+    /// Lines already returned are dropped first (their bytes zeroed), and
+    /// at least `spare` bytes of capacity are free past the buffered input,
+    /// so the read need not grow the `Vec` (a growth there would free the
+    /// old block unwiped); the capacity is not written, so an idle
+    /// connection holds only the pages its traffic touched. Append only:
+    /// what is written past the current end is the new input, and nothing
+    /// before it may change.
+    ///
+    /// ```
+    /// use xems_protocol::{Frame, LineBuffer};
+    ///
+    /// let mut lines = LineBuffer::new(64);
+    /// lines.input(16).extend_from_slice(b"{\"action\":\"ping\"}\n");
+    /// assert_eq!(lines.next_frame(), Some(Frame::Line(b"{\"action\":\"ping\"}")));
+    /// ```
+    pub fn input(&mut self, spare: usize) -> &mut Vec<u8> {
+        self.make_room(spare.max(1));
+        &mut self.buf
+    }
+
+    /// Drops the lines already returned (zeroing the bytes they vacate) and
+    /// makes room for `additional` more bytes, growing by reallocation.
+    fn make_room(&mut self, additional: usize) {
         if self.start > 0 {
-            // Drop the lines already returned; only the partial line is
-            // moved, and the bytes it vacates are zeroed.
+            // Only the partial line is moved.
             let keep = self.buf.len() - self.start;
             self.buf.copy_within(self.start.., 0);
             self.buf[keep..].zeroize();
@@ -77,11 +107,10 @@ impl LineBuffer {
             self.scanned -= self.start;
             self.start = 0;
         }
-        if self.buf.capacity() - self.buf.len() < bytes.len() {
-            let wanted = (self.buf.len() + bytes.len()).max(self.buf.capacity() * 2);
+        if self.buf.capacity() - self.buf.len() < additional {
+            let wanted = (self.buf.len() + additional).max(self.buf.capacity() * 2);
             self.reallocate(wanted);
         }
-        self.buf.extend_from_slice(bytes);
     }
 
     /// Moves the contents to a new allocation of `capacity` bytes and zeroes
@@ -208,6 +237,36 @@ mod tests {
         }
         lb.extend(b"\n");
         assert_eq!(lb.next_frame(), Some(Frame::TooLong { len: 100 * 64 * 1024 }));
+    }
+
+    /// Reading through `input` gives the frames `extend` gives, and keeps
+    /// the spare room it promised.
+    #[test]
+    fn input_is_extend_without_the_copy() {
+        let data: &[u8] = b"one\ntwo\r\n\nthree-is-too-long\nfour";
+        for step in 1..data.len() {
+            let mut lb = LineBuffer::new(10);
+            let mut got = Vec::new();
+            for part in data.chunks(step) {
+                let buf = lb.input(step);
+                assert!(buf.capacity() - buf.len() >= step);
+                let cap = buf.capacity();
+                buf.extend_from_slice(part);
+                assert_eq!(buf.capacity(), cap, "the read fits the room made");
+                while let Some(f) = lb.next_frame() {
+                    got.push(format!("{f:?}"));
+                }
+            }
+            got.extend(lb.finish().map(|f| format!("{f:?}")));
+            let mut via_extend = Vec::new();
+            for r in collect(10, &data.chunks(step).collect::<Vec<_>>()) {
+                via_extend.push(match r {
+                    Ok(l) => format!("{:?}", Frame::Line(&l)),
+                    Err(len) => format!("{:?}", Frame::TooLong { len }),
+                });
+            }
+            assert_eq!(got, via_extend, "step {step}");
+        }
     }
 
     #[test]

@@ -69,6 +69,12 @@ enum Pending {
     Answered(Response),
 }
 
+/// The room made for each read: many pipelined lines. Half the 64 KiB the
+/// line buffer shrinks back to after an over-long line, so a buffer of that
+/// size serves every read without growing (with a partial line up to 32 KiB
+/// pending).
+const READ_SIZE: usize = 32 * 1024;
+
 /// Lines decoded, hinted to the store and answered together (see
 /// [`serve_connection`]): enough to overlap the store's memory misses, few
 /// enough that what is fetched for the first is still cached when the last
@@ -192,11 +198,11 @@ where
     // buffer is wiped after use (the used part, so the cost follows the
     // traffic) and in full when the connection ends, so freed memory keeps
     // no copies. `LineBuffer` wipes its own.
+    // Input is read straight into the line buffer's spare capacity
+    // (`LineBuffer::input`), never zero-filled up front: a new connection
+    // does not write 64 KiB it may never use, and an idle one holds only
+    // the pages its traffic touched.
     let mut lines = LineBuffer::new(cfg.max_line);
-    // Read into spare capacity (`read_buf`), never zero-filled up front: a
-    // new connection does not write 64 KiB it may never use, and an idle
-    // one holds only the pages its traffic touched.
-    let mut chunk: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut batch: Vec<Pending> = Vec::with_capacity(WINDOW);
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
@@ -213,7 +219,7 @@ where
                 writer.flush().await?;
                 break;
             }
-            r = reader.read_buf(&mut *chunk) => r?,
+            r = reader.read_buf(lines.input(READ_SIZE)) => r?,
         };
         if n == 0 {
             // End of input: answer an unterminated last line too, so no
@@ -228,9 +234,6 @@ where
             writer.flush().await?;
             break;
         }
-        lines.extend(&chunk[..n]);
-        chunk[..n].zeroize();
-        chunk.clear();
         while !session.close {
             while batch.len() < WINDOW
                 && let Some(frame) = lines.next_frame()
