@@ -10,6 +10,11 @@
 //! The Redis figures are checked against `redis-benchmark -c 50 -d 256 -P D
 //! -t set,get` on the same server, reported beside them.
 //!
+//! Full mode runs every case three times, the two servers taking turns
+//! (Redis's three cases, then xems's, per depth, per round); each ratio is
+//! the median of the three rounds' ratios and each table row the median
+//! round, so a slow stretch of a shared host does not decide a ratio.
+//!
 //! The xems side is `xems_cases` (search for `XEMS SERVE`); it needs the
 //! `xems` binary built in the same target directory
 //! (`cargo build --release -p xems-server`) or `XEMS_BIN`.
@@ -67,11 +72,17 @@ pub struct RedisBenchmarkRow {
     pub command: String,
 }
 
+/// Rounds of every case in full mode. The host is shared and its speed
+/// drifts by 10% within minutes; the servers take turns case by case, round
+/// by round, and each ratio is the median of its rounds' ratios, so a slow
+/// minute weighs on both sides or on one round only.
+const ROUNDS: usize = 3;
+
 fn spec(name: &str, quick: bool, depth: usize, lines_per_response: usize, server_pid: u32) -> LoadSpec {
     let (warmup, duration) = if quick {
         (Duration::from_millis(200), Duration::from_millis(800))
     } else {
-        (Duration::from_secs(2), Duration::from_secs(10))
+        (Duration::from_secs(2), Duration::from_secs(4))
     };
     LoadSpec {
         name: name.to_owned(),
@@ -101,14 +112,16 @@ fn key(n: u64, buf: &mut [u8; 32]) -> &[u8] {
 const GET_HIT: &[u8] = b"$256";
 const _: () = assert!(VALUE_LEN == 256, "GET_HIT spells the value length");
 
-/// The Redis cases at depth `depth`.
+/// The Redis cases at depth `depth`, in round `round` (its rotation chains
+/// are its own).
 fn redis_cases(
     server: &RedisServer,
     sha: &str,
     quick: bool,
-    depth: usize,
+    (depth, round): (usize, usize),
     value: &Arc<Vec<u8>>,
 ) -> anyhow::Result<Vec<LoadOutcome>> {
+    let chain = (depth * 1000 + round) as u64;
     let target = Target::Tcp(server.addr());
     let mut out = Vec::new();
 
@@ -133,14 +146,14 @@ fn redis_cases(
         |l| l == GET_HIT,
     )?);
 
-    // Rotation chains: connection c of this case rotates {r<depth>:c}:i into
-    // {r<depth>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
+    // Rotation chains: connection c of this case rotates {r<chain>:c}:i into
+    // {r<chain>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
     let mut setup = server.connect()?;
     let mut batch = Vec::new();
     for c in 0..CONNECTIONS {
         let mut k = [0u8; 48];
         resp::encode(
-            &[b"SET", chain_key(depth, c, 0, &mut k), value, b"PX", TTL_MS.to_string().as_bytes()],
+            &[b"SET", chain_key(chain, c, 0, &mut k), value, b"PX", TTL_MS.to_string().as_bytes()],
             &mut batch,
         );
     }
@@ -159,8 +172,8 @@ fn redis_cases(
                     b"EVALSHA",
                     sha.as_bytes(),
                     b"2",
-                    chain_key(depth, conn, seq, &mut old),
-                    chain_key(depth, conn, seq + 1, &mut new),
+                    chain_key(chain, conn, seq, &mut old),
+                    chain_key(chain, conn, seq + 1, &mut new),
                     &ttl[..ttl_len],
                     &grace[..grace_len],
                 ],
@@ -169,12 +182,49 @@ fn redis_cases(
         }),
         |l| l == b":1",
     )?);
+    // Every rotation left its old key to expire a second later: up to a
+    // million keys Redis reclaims in the background. That work is the
+    // rotate case's, so it is waited out here; otherwise it landed in the
+    // next Redis cases (Redis is stopped while xems runs, and resumed with
+    // the backlog), and made Redis's set and get look 10-20% slower.
+    let heads = (round * 2 + if depth == 1 { 1 } else { 2 }) * CONNECTIONS;
+    drain_expired(server, heads)?;
     Ok(out)
 }
 
-/// `{r<depth>:<conn>}:<seq>`: connection `conn`'s rotation chain in the
-/// depth-`depth` case; the hash tag keeps a chain in one slot.
-fn chain_key(depth: usize, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
+/// Waits until Redis holds no more keys with a TTL than `heads` (the live
+/// head of every rotation chain so far): every rotated-away key reclaimed.
+fn drain_expired(server: &RedisServer, heads: usize) -> anyhow::Result<()> {
+    let mut conn = server.connect()?;
+    let started = std::time::Instant::now();
+    let mut first = None;
+    loop {
+        let info = conn.cmd_ok(&[b"INFO", b"keyspace"])?.as_text().unwrap_or_default();
+        let expires = info
+            .split([',', ':', '\n', '\r'])
+            .find_map(|f| f.strip_prefix("expires="))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let backlog = *first.get_or_insert(expires);
+        if expires <= heads {
+            println!(
+                "  (redis reclaimed {} rotated-away keys in {:.1} s before the next case)",
+                backlog.saturating_sub(heads),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("redis still holds {expires} keys with a TTL after 120 s (expected {heads})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `{r<chain>:<conn>}:<seq>`: connection `conn`'s rotation chain in the
+/// case numbered `chain` (depth and round); the hash tag keeps a chain in
+/// one slot.
+fn chain_key(chain: u64, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
     let mut len = 0;
     let mut put = |bytes: &[u8], len: &mut usize| {
         buf[*len..*len + bytes.len()].copy_from_slice(bytes);
@@ -182,7 +232,7 @@ fn chain_key(depth: usize, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
     };
     let mut digits = [0u8; 20];
     put(b"{r", &mut len);
-    let n = resp::write_decimal(&mut digits, depth as u64).expect("fits");
+    let n = resp::write_decimal(&mut digits, chain).expect("fits");
     put(&digits[..n], &mut len);
     put(b":", &mut len);
     let n = resp::write_decimal(&mut digits, conn as u64).expect("fits");
@@ -374,7 +424,14 @@ impl loadgen::Conversation for XemsRotation {
 }
 
 /// XEMS SERVE: the xems cases at depth `depth`.
-fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> anyhow::Result<Vec<LoadOutcome>> {
+/// The xems cases at depth `depth`, in round `round` (its rotating
+/// sessions are its own).
+fn xems_cases(
+    server: &XemsServer,
+    quick: bool,
+    (depth, round): (usize, usize),
+    value: &[u8],
+) -> anyhow::Result<Vec<LoadOutcome>> {
     let target = Target::Tcp(server.addr());
     let value_json = serde_json::to_string(std::str::from_utf8(value)?)?;
     let with_auth = |mut s: LoadSpec| {
@@ -421,7 +478,7 @@ fn xems_cases(server: &XemsServer, quick: bool, depth: usize, value: &[u8]) -> a
     let mut setup = server.connect()?;
     let mut chains: Vec<Vec<String>> = Vec::with_capacity(CONNECTIONS);
     for c in 0..CONNECTIONS {
-        let keys: Vec<String> = (0..depth).map(|i| format!("rot{depth}:{c}:{i}")).collect();
+        let keys: Vec<String> = (0..depth).map(|i| format!("rot{depth}.{round}:{c}:{i}")).collect();
         let lines: Vec<Vec<u8>> = keys
             .iter()
             .map(|k| {
@@ -536,19 +593,32 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     }
     drop(setup);
 
-    let mut loads: Vec<LoadOutcome> = Vec::new();
-    for depth in [1, 16] {
-        // Each server is measured alone: the other is stopped meanwhile,
-        // since both are pinned to the same core and an idle Redis still
-        // wakes up several times per 100 ms (its cron, jemalloc's purging
-        // thread) and preempted the xems cases (seen with `perf sched`).
-        {
-            let _paused = Paused::new(xems.pid())?;
-            loads.extend(redis_cases(&server, &sha, quick, depth, &value)?);
+    let rounds = if quick { 1 } else { ROUNDS };
+    let mut by_round: Vec<Vec<LoadOutcome>> = Vec::new();
+    for round in 0..rounds {
+        let mut loads = Vec::new();
+        for depth in [1, 16] {
+            // Each server is measured alone: the other is stopped meanwhile,
+            // since both are pinned to the same core and an idle Redis still
+            // wakes up several times per 100 ms (its cron, jemalloc's purging
+            // thread) and preempted the xems cases (seen with `perf sched`).
+            {
+                let _paused = Paused::new(xems.pid())?;
+                loads.extend(redis_cases(&server, &sha, quick, (depth, round), &value)?);
+            }
+            let _paused = Paused::new(server.pid())?;
+            loads.extend(xems_cases(&xems, quick, (depth, round), &value)?);
         }
-        let _paused = Paused::new(server.pid())?;
-        loads.extend(xems_cases(&xems, quick, depth, &value)?);
+        by_round.push(loads);
     }
+    // Each case's row is its median round by throughput.
+    let loads: Vec<LoadOutcome> = (0..by_round[0].len())
+        .map(|i| {
+            let mut runs: Vec<&LoadOutcome> = by_round.iter().map(|r| &r[i]).collect();
+            runs.sort_by(|a, b| a.measurement.ops_per_s.total_cmp(&b.measurement.ops_per_s));
+            runs[runs.len() / 2].clone()
+        })
+        .collect();
     let stdio = stdio_cases(quick, placement.as_ref())?;
     let rows: Vec<Measurement> = loads.iter().chain(&stdio).map(|l| l.measurement.clone()).collect();
     report::print_table(
@@ -578,32 +648,34 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     let rb =
         |test: &str, depth: usize| bench_rows.iter().find(|r| r.test == test && r.depth == depth).map(|r| r.ops_per_s);
     let mut ratios = Map::new();
-    let mut put = |k: String, v: Option<f64>| {
-        ratios.insert(k, v.map_or(Value::Null, Value::from));
+    let mut round_ratios = Map::new();
+    // xems over Redis: the ratio of each round (the two servers measured
+    // minutes apart at most), and their median.
+    let mut put_rounds = |k: String, figure: &dyn Fn(&LoadOutcome) -> Option<f64>, x: &str, y: &str| {
+        let find =
+            |round: &[LoadOutcome], name: &str| round.iter().find(|l| l.measurement.name == name).and_then(figure);
+        let per: Vec<f64> = by_round.iter().filter_map(|r| report::ratio(find(r, x), find(r, y))).collect();
+        ratios.insert(k.clone(), median(&per).map_or(Value::Null, Value::from));
+        round_ratios.insert(k, Value::from(per));
     };
+    let throughput = |l: &LoadOutcome| Some(l.measurement.ops_per_s);
+    // On the servers' own CPU time per operation, which a busy machine's
+    // preemption does not distort (above 1: xems spends less CPU per
+    // operation than Redis).
+    let cpu = |l: &LoadOutcome| l.server_cpu_ns_per_op;
     for depth in [1, 16] {
         for op in ["set", "get", "rotate"] {
-            put(
-                format!("{op}_vs_redis_p{depth}"),
-                report::ratio(ops(&format!("xems {op} p{depth}")), ops(&format!("redis {op} p{depth}"))),
-            );
-        }
-        for op in ["set", "get"] {
-            put(
-                format!("loadgen_vs_redis_benchmark_{op}_p{depth}"),
-                report::ratio(ops(&format!("redis {op} p{depth}")), rb(&op.to_uppercase(), depth)),
-            );
+            let (x, y) = (format!("xems {op} p{depth}"), format!("redis {op} p{depth}"));
+            put_rounds(format!("{op}_vs_redis_p{depth}"), &throughput, &x, &y);
+            put_rounds(format!("{op}_cpu_vs_redis_p{depth}"), &cpu, &y, &x);
         }
     }
-    // The same comparison on the servers' own CPU time per operation,
-    // which a busy machine's preemption does not distort (above 1: xems
-    // spends less CPU per operation than Redis).
-    let cpu = |name: &str| loads.iter().find(|l| l.measurement.name == name).and_then(|l| l.server_cpu_ns_per_op);
     for depth in [1, 16] {
-        for op in ["set", "get", "rotate"] {
-            put(
-                format!("{op}_cpu_vs_redis_p{depth}"),
-                report::ratio(cpu(&format!("redis {op} p{depth}")), cpu(&format!("xems {op} p{depth}"))),
+        for op in ["set", "get"] {
+            ratios.insert(
+                format!("loadgen_vs_redis_benchmark_{op}_p{depth}"),
+                report::ratio(ops(&format!("redis {op} p{depth}")), rb(&op.to_uppercase(), depth))
+                    .map_or(Value::Null, Value::from),
             );
         }
     }
@@ -614,6 +686,12 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     report::print_ratios(&ratios);
+    if rounds > 1 {
+        println!("\neach round's ratio (the ratios above are their medians)");
+        for (k, v) in &round_ratios {
+            println!("  {k:<44} {v}");
+        }
+    }
 
     let mut per_case = Map::new();
     for l in &loads {
@@ -633,6 +711,8 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     report.set("xems_serve", loads.iter().any(|l| l.measurement.name.starts_with("xems")));
     report.set("figures", per_case);
     report.set_ratios(&ratios);
+    report.set("rounds", rounds);
+    report.set("round_ratios", round_ratios);
     report.set("redis_benchmark", &bench_rows);
     report.set("cases", &loads);
     let mut stdio_figures = Map::new();
@@ -644,4 +724,29 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     }
     report.set("stdio_sidecar", stdio_figures);
     Ok(())
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some(report::round3((v[n / 2 - 1] + v[n / 2]) / 2.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_rounds() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[0.9]), Some(0.9));
+        assert_eq!(median(&[1.2, 0.8, 0.9]), Some(0.9));
+        assert_eq!(median(&[1.0, 0.8, 0.9, 1.2]), Some(0.95));
+    }
 }
