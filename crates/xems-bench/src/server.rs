@@ -158,6 +158,9 @@ fn redis_cases(
         );
     }
     setup.pipeline(&batch, CONNECTIONS)?;
+    // Keys with a TTL now: the heads of every chain so far (this case's
+    // included), which outlive the case.
+    let heads = expiring_keys(&mut setup)?;
     let sha = sha.to_owned();
     out.push(loadgen::run(
         &target,
@@ -187,24 +190,30 @@ fn redis_cases(
     // rotate case's, so it is waited out here; otherwise it landed in the
     // next Redis cases (Redis is stopped while xems runs, and resumed with
     // the backlog), and made Redis's set and get look 10-20% slower.
-    let heads = (round * 2 + if depth == 1 { 1 } else { 2 }) * CONNECTIONS;
-    drain_expired(server, heads)?;
+    drain_expired(&mut setup, heads)?;
     Ok(out)
+}
+
+/// How many keys of Redis's database 0 have a TTL (`INFO keyspace`).
+fn expiring_keys(conn: &mut resp::Conn) -> anyhow::Result<usize> {
+    let info = conn.cmd_ok(&[b"INFO", b"keyspace"])?.as_text().unwrap_or_default();
+    let Some(db0) = info.lines().find_map(|l| l.strip_prefix("db0:")) else {
+        // No db0 line: no keys at all.
+        return Ok(0);
+    };
+    db0.split(',')
+        .find_map(|f| f.strip_prefix("expires="))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no expires count in INFO keyspace: {db0:?}"))
 }
 
 /// Waits until Redis holds no more keys with a TTL than `heads` (the live
 /// head of every rotation chain so far): every rotated-away key reclaimed.
-fn drain_expired(server: &RedisServer, heads: usize) -> anyhow::Result<()> {
-    let mut conn = server.connect()?;
+fn drain_expired(conn: &mut resp::Conn, heads: usize) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut first = None;
     loop {
-        let info = conn.cmd_ok(&[b"INFO", b"keyspace"])?.as_text().unwrap_or_default();
-        let expires = info
-            .split([',', ':', '\n', '\r'])
-            .find_map(|f| f.strip_prefix("expires="))
-            .and_then(|n| n.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+        let expires = expiring_keys(conn)?;
         let backlog = *first.get_or_insert(expires);
         if expires <= heads {
             println!(

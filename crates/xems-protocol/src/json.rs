@@ -63,12 +63,19 @@ const ROOM: usize = 8 * 6 + 8;
 
 /// Writes byte `b` at `out[0..]`, escaped if it must be; returns its length.
 fn put(out: &mut [u8], b: u8) -> usize {
+    if ESCAPE[usize::from(b)] == 0 {
+        out[0] = b;
+        1
+    } else {
+        put_escaped(out, b)
+    }
+}
+
+/// Writes the escape of a byte that has one: two bytes (`\"`, `\n`, ...),
+/// or six for the other control bytes (`\u00XX`).
+fn put_escaped(out: &mut [u8], b: u8) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match ESCAPE[usize::from(b)] {
-        0 => {
-            out[0] = b;
-            1
-        }
         b'u' => {
             out[..6].copy_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
             6
@@ -100,15 +107,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &[u8]) {
             let k = first(m);
             out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
             at += k - from;
-            // A marked byte: two bytes out, or six for a control byte.
-            let b = text[i + k];
-            let e = ESCAPE[usize::from(b)];
-            if e == b'u' {
-                at += put(&mut out[at..], b);
-            } else {
-                out[at..at + 2].copy_from_slice(&[b'\\', e]);
-                at += 2;
-            }
+            at += put_escaped(&mut out[at..], text[i + k]);
             from = k + 1;
             m &= m - 1;
         }
@@ -153,10 +152,8 @@ fn unescaped(letter: u8) -> Option<u8> {
 /// quote. `None` for what this fast path leaves to `serde_json`: `\u`
 /// escapes, invalid escapes, raw control bytes and a missing closing quote.
 /// The content of valid UTF-8 input is valid UTF-8: only ASCII escapes are
-/// replaced, by ASCII bytes.
-///
-/// Inlined, so the common case (no escapes) comes back in registers: the
-/// tuple returned through memory cost a store-forwarding stall per field.
+/// replaced, by ASCII bytes. The escaped case is a separate function, so
+/// this one stays small enough to inline.
 #[inline]
 pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usize)> {
     let start = open + 1;
