@@ -207,10 +207,14 @@ where
     let mut batch: Vec<Pending> = Vec::with_capacity(WINDOW);
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
     tokio::pin!(auth_deadline);
+    // One wait for shutdown for the whole connection: a new one per read
+    // joined (and on drop left) the token's waiter list every time.
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let n = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = &mut shutdown => break,
             () = &mut auth_deadline, if !session.authenticated => {
                 tracing::info!("closing a connection that did not authenticate in time");
                 wipe(&mut out);
