@@ -22,6 +22,27 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The median of `values` (the mean of the middle two, rounded to three
+/// decimals, for an even count); `None` for none.
+///
+/// ```
+/// use xems_bench::report::median;
+///
+/// assert_eq!(median(&[]), None);
+/// assert_eq!(median(&[1.2, 0.8, 0.9]), Some(0.9));
+/// assert_eq!(median(&[1.0, 0.8, 0.9, 1.2]), Some(0.95));
+/// ```
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some(round3((v[n / 2 - 1] + v[n / 2]) / 2.0)),
+    }
+}
+
 /// Rounds to three decimals (for compact JSON).
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

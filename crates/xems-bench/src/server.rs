@@ -121,7 +121,7 @@ fn redis_cases(
     (depth, round): (usize, usize),
     value: &Arc<Vec<u8>>,
 ) -> anyhow::Result<Vec<LoadOutcome>> {
-    let chain = (depth * 1000 + round) as u64;
+    let chain = (depth, round);
     let target = Target::Tcp(server.addr());
     let mut out = Vec::new();
 
@@ -146,8 +146,8 @@ fn redis_cases(
         |l| l == GET_HIT,
     )?);
 
-    // Rotation chains: connection c of this case rotates {r<chain>:c}:i into
-    // {r<chain>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
+    // Rotation chains: connection c of this case rotates {r<depth>.<round>:c}:i
+    // into {r<depth>.<round>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
     let mut setup = server.connect()?;
     let mut batch = Vec::new();
     for c in 0..CONNECTIONS {
@@ -197,14 +197,16 @@ fn redis_cases(
 /// How many keys of Redis's database 0 have a TTL (`INFO keyspace`).
 fn expiring_keys(conn: &mut resp::Conn) -> anyhow::Result<usize> {
     let info = conn.cmd_ok(&[b"INFO", b"keyspace"])?.as_text().unwrap_or_default();
+    expires_in(&info).with_context(|| format!("no expires count in INFO keyspace: {info:?}"))
+}
+
+/// The `expires=` count of `db0` in an `INFO keyspace` reply; 0 when there
+/// is no `db0` line (no keys at all).
+fn expires_in(info: &str) -> Option<usize> {
     let Some(db0) = info.lines().find_map(|l| l.strip_prefix("db0:")) else {
-        // No db0 line: no keys at all.
-        return Ok(0);
+        return Some(0);
     };
-    db0.split(',')
-        .find_map(|f| f.strip_prefix("expires="))
-        .and_then(|n| n.trim().parse().ok())
-        .with_context(|| format!("no expires count in INFO keyspace: {db0:?}"))
+    db0.split(',').find_map(|f| f.strip_prefix("expires=")).and_then(|n| n.trim().parse().ok())
 }
 
 /// Waits until Redis holds no more keys with a TTL than `heads` (the live
@@ -230,25 +232,16 @@ fn drain_expired(conn: &mut resp::Conn, heads: usize) -> anyhow::Result<()> {
     }
 }
 
-/// `{r<chain>:<conn>}:<seq>`: connection `conn`'s rotation chain in the
-/// case numbered `chain` (depth and round); the hash tag keeps a chain in
-/// one slot.
-fn chain_key(chain: u64, conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
+/// `{r<depth>.<round>:<conn>}:<seq>`: connection `conn`'s rotation chain
+/// in the depth-`depth` case of round `round` (named as the xems side's
+/// `rot<depth>.<round>:...`); the hash tag keeps a chain in one slot.
+fn chain_key((depth, round): (usize, usize), conn: usize, seq: u64, buf: &mut [u8; 48]) -> &[u8] {
     let mut len = 0;
-    let mut put = |bytes: &[u8], len: &mut usize| {
-        buf[*len..*len + bytes.len()].copy_from_slice(bytes);
-        *len += bytes.len();
-    };
-    let mut digits = [0u8; 20];
-    put(b"{r", &mut len);
-    let n = resp::write_decimal(&mut digits, chain).expect("fits");
-    put(&digits[..n], &mut len);
-    put(b":", &mut len);
-    let n = resp::write_decimal(&mut digits, conn as u64).expect("fits");
-    put(&digits[..n], &mut len);
-    put(b"}:", &mut len);
-    let n = resp::write_decimal(&mut digits, seq).expect("fits");
-    put(&digits[..n], &mut len);
+    for (text, number) in [(&b"{r"[..], depth as u64), (b".", round as u64), (b":", conn as u64), (b"}:", seq)] {
+        buf[len..len + text.len()].copy_from_slice(text);
+        len += text.len();
+        len += resp::write_decimal(&mut buf[len..], number).expect("fits");
+    }
     &buf[..len]
 }
 
@@ -432,9 +425,8 @@ impl loadgen::Conversation for XemsRotation {
     }
 }
 
-/// XEMS SERVE: the xems cases at depth `depth`.
-/// The xems cases at depth `depth`, in round `round` (its rotating
-/// sessions are its own).
+/// XEMS SERVE: the xems cases at depth `depth`, in round `round` (its
+/// rotating sessions are its own).
 fn xems_cases(
     server: &XemsServer,
     quick: bool,
@@ -664,7 +656,7 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
         let find =
             |round: &[LoadOutcome], name: &str| round.iter().find(|l| l.measurement.name == name).and_then(figure);
         let per: Vec<f64> = by_round.iter().filter_map(|r| report::ratio(find(r, x), find(r, y))).collect();
-        ratios.insert(k.clone(), median(&per).map_or(Value::Null, Value::from));
+        ratios.insert(k.clone(), report::median(&per).map_or(Value::Null, Value::from));
         round_ratios.insert(k, Value::from(per));
     };
     let throughput = |l: &LoadOutcome| Some(l.measurement.ops_per_s);
@@ -735,27 +727,21 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The median of `values` (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> Option<f64> {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some(report::round3((v[n / 2 - 1] + v[n / 2]) / 2.0)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn median_of_rounds() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[0.9]), Some(0.9));
-        assert_eq!(median(&[1.2, 0.8, 0.9]), Some(0.9));
-        assert_eq!(median(&[1.0, 0.8, 0.9, 1.2]), Some(0.95));
+    fn expires_count_of_db0() {
+        let info = "# Keyspace\r\ndb0:keys=100050,expires=50,avg_ttl=899000\r\ndb1:keys=1,expires=1,avg_ttl=5\r\n";
+        assert_eq!(expires_in(info), Some(50));
+        assert_eq!(expires_in("# Keyspace\r\n"), Some(0), "no keys at all");
+        assert_eq!(expires_in("# Keyspace\r\ndb0:keys=3\r\n"), None, "a reply without the count");
+    }
+
+    #[test]
+    fn chain_keys_name_depth_round_connection_and_step() {
+        let mut buf = [0u8; 48];
+        assert_eq!(chain_key((16, 2), 49, 123_456, &mut buf), b"{r16.2:49}:123456");
     }
 }

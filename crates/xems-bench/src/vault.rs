@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::report::Report;
+use crate::report::{self, Report};
 use crate::services::{require_program, xems_binary};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use xems_core::{CreateOptions, Keyring, MasterSecret, ResolveOptions};
@@ -348,11 +348,7 @@ fn measure(quick: bool) -> Map<String, Value> {
         }
     }
     drop(servers);
-    let median = |name: &str| {
-        let mut v = samples[name].clone();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = |name: &str| report::median(&samples[name]).expect("every case ran at least one round");
     let mut rates = Map::new();
     println!("medians:");
     for name in samples.keys().collect::<std::collections::BTreeSet<_>>() {

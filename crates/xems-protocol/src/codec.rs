@@ -116,10 +116,7 @@ impl LineBuffer {
     /// Moves the contents to a new allocation of `capacity` bytes and zeroes
     /// the old one.
     fn reallocate(&mut self, capacity: usize) {
-        let mut grown = Vec::with_capacity(capacity);
-        grown.extend_from_slice(&self.buf);
-        let mut old = std::mem::replace(&mut self.buf, grown);
-        old.zeroize();
+        crate::wipe::reallocate(&mut self.buf, capacity);
     }
 
     /// Whether a partial line (or a discarded over-long one) is pending.

@@ -176,7 +176,7 @@ const STEP_ROOM: usize = 16;
 #[inline(never)]
 fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, usize)> {
     // Escaped. The buffer holds what was read so far and a little more,
-    // and doubles when a step might not fit: sized by the rest of the line
+    // and doubles (wiping the old block) when a step might not fit: sized by the rest of the line
     // instead, a 16 MiB line with an escape in each of its fields would
     // allocate (and zero) 16 MiB per field. Not `vec![0; n]`: glibc's
     // `calloc` bypasses its per-thread cache (a library does not know the
@@ -195,11 +195,18 @@ fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, 
         out.truncate(at);
         Some((Cow::Owned(out), after))
     };
+    // Doubles the zero-filled buffer, wiping the block it leaves (it holds
+    // the plaintext read so far).
+    let grow = |out: &mut Vec<u8>| {
+        let len = out.len() * 2;
+        crate::wipe::reallocate(out, len);
+        out.resize(len, 0);
+    };
     // A word at a time: store it whole, then step `at` back over what is
     // not content, handling every mark of the word from the one load.
     while let Some(w) = word(bytes, i) {
         if out.len() < at + STEP_ROOM {
-            out.resize(out.len() * 2, 0);
+            grow(&mut out);
         }
         let mut m = marks(w);
         // `from`: the first byte of the word not yet read.
@@ -231,7 +238,7 @@ fn unescape(bytes: &[u8], start: usize, mut i: usize) -> Option<(Cow<'_, [u8]>, 
     }
     // Fewer than eight bytes left.
     if out.len() < at + STEP_ROOM {
-        out.resize(out.len() * 2, 0);
+        grow(&mut out);
     }
     loop {
         match *bytes.get(i)? {

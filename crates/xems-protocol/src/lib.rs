@@ -22,6 +22,7 @@ mod error;
 mod json;
 mod request;
 mod response;
+mod wipe;
 
 pub use codec::{DEFAULT_MAX_LINE, Frame, LineBuffer};
 pub use error::{DecodeError, RequestError};
