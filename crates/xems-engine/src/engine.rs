@@ -3,6 +3,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -48,8 +49,11 @@ pub struct Engine {
 }
 
 struct Inner {
+    /// Tells this engine's entries in a thread's staged prefetches
+    /// ([`crate::hints`]) from another engine's.
+    id: u64,
     shared: Arc<Shared>,
-    sandboxes: ArcSwap<HashMap<Box<str>, Sandbox>>,
+    sandboxes: ArcSwap<Registry>,
     create_lock: Mutex<()>,
     /// Derives keys that must be the same for the same secret (the index).
     /// Key material lives in locked, non-dumpable pages.
@@ -63,10 +67,32 @@ struct Inner {
     sweep_budget: usize,
 }
 
+/// The sandboxes, by name and in order of creation (a staged prefetch names
+/// one by its position). Replaced as a whole when a sandbox is created, which
+/// is rare; never shrinks.
+#[derive(Default)]
+struct Registry {
+    by_name: HashMap<Box<str>, Sandbox>,
+    in_order: Vec<Sandbox>,
+}
+
+impl Registry {
+    fn get(&self, name: &str) -> Option<&Sandbox> {
+        self.by_name.get(name)
+    }
+
+    fn core_at(&self, position: u32) -> Option<&SandboxCore> {
+        self.in_order.get(position as usize).map(|s| &*s.core)
+    }
+}
+
+/// Numbers engines for [`Inner::id`].
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("sandboxes", &self.inner.sandboxes.load().len())
+            .field("sandboxes", &self.inner.sandboxes.load().in_order.len())
             .field("clock", &self.inner.shared.clock)
             .finish_non_exhaustive()
     }
@@ -107,7 +133,7 @@ impl Engine {
         if let Some(s) = current.get(name) {
             return Ok(s.clone());
         }
-        if current.len() >= self.inner.max_sandboxes {
+        if current.in_order.len() >= self.inner.max_sandboxes {
             return Err(Error::InvalidArgument(format!(
                 "too many sandboxes (this engine allows {})",
                 self.inner.max_sandboxes
@@ -115,12 +141,17 @@ impl Engine {
         }
         let limits = self.inner.sandbox_limits.get(name).unwrap_or(&self.inner.default_limits).clone();
         let keys = SandboxKeys::derive(name, &self.inner.stable, &self.inner.process);
-        let sandbox = Sandbox {
-            core: Arc::new(SandboxCore::new(name, keys, limits, self.inner.shared.clone(), self.inner.shards)),
-        };
-        let mut next = HashMap::clone(&current);
-        next.insert(name.into(), sandbox.clone());
-        self.inner.sandboxes.store(Arc::new(next));
+        // Below `max_sandboxes`, a `usize`; positions are `u32` to keep a
+        // staged prefetch's entry small.
+        let position =
+            u32::try_from(current.in_order.len()).map_err(|_| Error::InvalidArgument("too many sandboxes".into()))?;
+        let core = SandboxCore::new(name, position, keys, limits, self.inner.shared.clone(), self.inner.shards);
+        let sandbox = Sandbox { core: Arc::new(core) };
+        let mut by_name = current.by_name.clone();
+        by_name.insert(name.into(), sandbox.clone());
+        let mut in_order = current.in_order.clone();
+        in_order.push(sandbox.clone());
+        self.inner.sandboxes.store(Arc::new(Registry { by_name, in_order }));
         Ok(sandbox)
     }
 
@@ -146,19 +177,28 @@ impl Engine {
     /// operations that follow find their bytes in the cache (and a caller
     /// key's digest, computed once and kept for it). Unknown
     /// sandboxes are skipped (a hint never creates one).
+    ///
+    /// A lone address has nothing in its batch to overlap with: its first
+    /// fetch starts now and each later step on one of the thread's next
+    /// calls, so a caller that hints one request and lets others hint
+    /// theirs before answering it finds it fetched (see [`crate::hints`]).
     pub fn prefetch(&self, addresses: &[(&str, &str)]) {
-        crate::memo::clear();
         let sandboxes = self.inner.sandboxes.load();
+        crate::hints::advance(self.inner.id, |position| sandboxes.core_at(position));
         let hints: SmallVec<[(&SandboxCore, u8, HintTarget); 32]> = addresses
             .iter()
             .filter_map(|(sandbox, key)| {
-                let core: &SandboxCore = &sandboxes.get(*sandbox)?.core;
+                let core: &SandboxCore = &sandboxes.get(sandbox)?.core;
                 let (route, target) = core.hint(key)?;
                 Some((core, route, target))
             })
             .collect();
         for (core, route, target) in &hints {
             core.hint_fetch(*route, target);
+        }
+        if let [(core, route, target)] = hints.as_slice() {
+            crate::hints::stage(self.inner.id, core.position, *route, *target);
+            return;
         }
         let slots: SmallVec<[(&SandboxCore, u8, u32); 32]> = hints
             .iter()
@@ -192,7 +232,8 @@ impl Engine {
             .inner
             .sandboxes
             .load()
-            .values()
+            .in_order
+            .iter()
             .map(|s| {
                 let (stats, c) = s.core.stats();
                 counters.merge(&c);
@@ -209,7 +250,7 @@ impl Inner {
     fn sweep_once(&self) -> bool {
         let sandboxes = self.sandboxes.load();
         let mut more = false;
-        for s in sandboxes.values() {
+        for s in &sandboxes.in_order {
             more |= s.core.sweep(self.sweep_budget);
         }
         more
@@ -431,8 +472,9 @@ impl EngineBuilder {
             subject_key: Locked::new(stable.index_key("subject", "*")),
         });
         let inner = Arc::new(Inner {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             shared,
-            sandboxes: ArcSwap::from_pointee(HashMap::new()),
+            sandboxes: ArcSwap::from_pointee(Registry::default()),
             create_lock: Mutex::new(()),
             stable: Locked::new(stable),
             process: Locked::new(process),
@@ -485,7 +527,7 @@ impl Engine {
     /// the start and the end of the call; replaying the journal written
     /// since the call started brings them up to date.
     pub fn images(&self) -> Vec<Image> {
-        self.inner.sandboxes.load().values().flat_map(|s| s.core.images()).collect()
+        self.inner.sandboxes.load().in_order.iter().flat_map(|s| s.core.images()).collect()
     }
 
     /// Puts records back as they were (start-up, before serving). Expired

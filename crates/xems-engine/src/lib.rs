@@ -62,6 +62,7 @@ mod config;
 mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hints;
 mod keyindex;
 mod memo;
 mod persist;

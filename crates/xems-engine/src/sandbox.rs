@@ -297,6 +297,9 @@ struct Padded(Mutex<Shard>);
 
 pub(crate) struct SandboxCore {
     pub(crate) name: Box<str>,
+    /// Its place in the engine's order of creation (how a staged prefetch
+    /// names it without holding a reference: see [`crate::hints`]).
+    pub(crate) position: u32,
     /// In locked, non-dumpable pages.
     pub(crate) keys: Locked<SandboxKeys>,
     pub(crate) limits: SandboxLimits,
@@ -355,6 +358,7 @@ fn sealed_len(plaintext: usize) -> u64 {
 impl SandboxCore {
     pub(crate) fn new(
         name: &str,
+        position: u32,
         keys: SandboxKeys,
         limits: SandboxLimits,
         engine: Arc<Shared>,
@@ -363,6 +367,7 @@ impl SandboxCore {
         let epoch = engine.now();
         SandboxCore {
             name: name.into(),
+            position,
             keys: Locked::new(keys),
             limits,
             engine,

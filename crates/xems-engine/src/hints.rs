@@ -1,0 +1,146 @@
+//! A lone address's prefetch, taken one step per call.
+//!
+//! A lookup is a chain of dependent cache misses: a caller key's index
+//! bucket (or, for a minted token, the record its selector names), then the
+//! record, then its sealed value. A batch of several addresses overlaps its
+//! own chains ([`crate::Engine::prefetch`] starts one step of every address
+//! before any completes). A lone address has nothing in its batch to overlap
+//! with, and taking its steps at once would wait for each miss in turn. But
+//! a server that hints each connection's request and lets the other ready
+//! connections read and hint theirs before answering (as `xems serve` does
+//! for a lone request) makes many such calls in a row, microseconds apart.
+//! So a lone address is queued on its thread after its first fetch starts,
+//! and each later prefetch on the thread moves every queued address one step
+//! on: reading what the step before fetched (arrived by now) to start the
+//! next fetch. Two calls later its record and value are on their way, while
+//! the requests in between were being read; its own operation then finds
+//! them cached.
+//!
+//! Only hints: a step reads under its shard's lock and changes nothing, and
+//! a stale entry (the record since moved or removed) fetches a line for
+//! nothing. Entries name the engine and the sandbox by number, so the queue
+//! holds no reference and keeps nothing alive; an engine moves only its own
+//! entries and drops the others'. The queue is a few entries long: each
+//! leaves after two steps.
+
+use std::cell::RefCell;
+
+use smallvec::SmallVec;
+
+use crate::sandbox::SandboxCore;
+use crate::shard::HintTarget;
+
+/// An address whose first fetch has started.
+struct Staged {
+    engine: u64,
+    sandbox: u32,
+    route: u8,
+    next: Step,
+}
+
+/// What an entry's next step reads.
+enum Step {
+    /// The bucket (or the record, for a minted token) fetched by the first
+    /// step: find the slot and fetch the record.
+    Slot(HintTarget),
+    /// The record fetched by the step before: fetch its sealed value and
+    /// side record.
+    Parts(u32),
+}
+
+/// Entries a thread keeps; the oldest goes first when one more arrives. Each
+/// leaves after two later calls, so this is only a bound.
+const CAPACITY: usize = 8;
+
+thread_local! {
+    static QUEUE: RefCell<SmallVec<[Staged; CAPACITY]>> = RefCell::new(SmallVec::new());
+}
+
+/// Queues an address of `engine`'s sandbox at `sandbox` (its position) whose
+/// first fetch ([`SandboxCore::hint_fetch`]) has just started.
+pub(crate) fn stage(engine: u64, sandbox: u32, route: u8, target: HintTarget) {
+    QUEUE.with_borrow_mut(|q| {
+        if q.len() == CAPACITY {
+            q.remove(0);
+        }
+        q.push(Staged { engine, sandbox, route, next: Step::Slot(target) });
+    });
+}
+
+/// Moves each of `engine`'s queued addresses one step on (`core_at` finds a
+/// sandbox by position); drops finished entries and other engines'.
+pub(crate) fn advance<'a>(engine: u64, core_at: impl Fn(u32) -> Option<&'a SandboxCore>) {
+    QUEUE.with_borrow_mut(|q| {
+        q.retain_mut(|e| {
+            if e.engine != engine {
+                return false;
+            }
+            let Some(core) = core_at(e.sandbox) else { return false };
+            match e.next {
+                Step::Slot(target) => match core.hint_slot(e.route, &target) {
+                    Some(slot) => {
+                        e.next = Step::Parts(slot);
+                        true
+                    }
+                    None => false,
+                },
+                Step::Parts(slot) => {
+                    core.hint_parts(e.route, slot);
+                    false
+                }
+            }
+        });
+    });
+}
+
+/// How many entries this thread has queued (tests).
+#[cfg(test)]
+pub(crate) fn queued() -> usize {
+    QUEUE.with_borrow(SmallVec::len)
+}
+
+#[cfg(test)]
+mod tests {
+    use xems_core::CreateOptions;
+
+    use super::queued;
+    use crate::Engine;
+
+    #[test]
+    fn a_lone_address_is_queued_for_two_later_calls() {
+        xems_testkit::logs::capture();
+        let e = Engine::builder().sweep_interval(None).build().unwrap();
+        let s = e.sandbox("s").unwrap();
+        s.set("k", b"v", CreateOptions::new()).unwrap();
+        e.prefetch(&[("s", "k")]);
+        assert_eq!(queued(), 1, "its first fetch started, the rest queued");
+        e.prefetch(&[]);
+        assert_eq!(queued(), 1, "the record's fetch started");
+        e.prefetch(&[]);
+        assert_eq!(queued(), 0, "the value's fetch started: done");
+        assert_eq!(s.get("k").unwrap().unwrap().value.as_bytes(), b"v", "a hint changes no result");
+
+        e.prefetch(&[("s", "absent")]);
+        e.prefetch(&[]);
+        assert_eq!(queued(), 0, "a key with no record leaves at its lookup");
+        e.prefetch(&[("s", "k"), ("s", "k2")]);
+        assert_eq!(queued(), 0, "a batch takes its own steps at once");
+        e.prefetch(&[("nowhere", "k")]);
+        assert_eq!(queued(), 0, "an unknown sandbox is skipped");
+    }
+
+    #[test]
+    fn an_engine_drops_other_engines_entries() {
+        xems_testkit::logs::capture();
+        let (a, b) = (Engine::builder().sweep_interval(None).build().unwrap(), Engine::new());
+        a.sandbox("s").unwrap().set("k", b"v", CreateOptions::new()).unwrap();
+        a.prefetch(&[("s", "k")]);
+        assert_eq!(queued(), 1);
+        b.prefetch(&[]);
+        assert_eq!(queued(), 0, "not b's to advance");
+        for i in 0..20 {
+            a.prefetch(&[("s", &format!("k{i}"))]);
+        }
+        assert!(queued() <= 2, "each entry leaves after two later calls");
+    }
+}
