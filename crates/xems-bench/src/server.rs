@@ -11,11 +11,12 @@
 //! -t set,get` on the same server, reported beside them.
 //!
 //! Full mode runs every case three times, the two servers taking turns
-//! (Redis's three cases, then xems's, per depth, per round); each ratio is
-//! the median of the three rounds' ratios and each table row the median
-//! round, so a slow stretch of a shared host does not decide a ratio.
+//! operation by operation (Redis's set then xems's, or the other way round,
+//! alternating), per depth, per round; each ratio is the median of the
+//! three rounds' ratios and each table row the median round, so a slow
+//! stretch of a shared host does not decide a ratio.
 //!
-//! The xems side is `xems_cases` (search for `XEMS SERVE`); it needs the
+//! The xems side is `xems_case` (search for `XEMS SERVE`); it needs the
 //! `xems` binary built in the same target directory
 //! (`cargo build --release -p xems-server`) or `XEMS_BIN`.
 
@@ -112,39 +113,63 @@ fn key(n: u64, buf: &mut [u8; 32]) -> &[u8] {
 const GET_HIT: &[u8] = b"$256";
 const _: () = assert!(VALUE_LEN == 256, "GET_HIT spells the value length");
 
-/// The Redis cases at depth `depth`, in round `round` (its rotation chains
-/// are its own).
-fn redis_cases(
+/// The operations measured on both servers, in the order their cases run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Set,
+    Get,
+    Rotate,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::Set, Op::Get, Op::Rotate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Set => "set",
+            Op::Get => "get",
+            Op::Rotate => "rotate",
+        }
+    }
+}
+
+/// Redis's case of `op` at depth `depth`, in round `round` (its rotation
+/// chains are its own).
+fn redis_case(
     server: &RedisServer,
     sha: &str,
     quick: bool,
     (depth, round): (usize, usize),
     value: &Arc<Vec<u8>>,
-) -> anyhow::Result<Vec<LoadOutcome>> {
+    op: Op,
+) -> anyhow::Result<LoadOutcome> {
     let chain = (depth, round);
     let target = Target::Tcp(server.addr());
-    let mut out = Vec::new();
+    let name = format!("redis {} p{depth}", op.name());
 
-    let v = value.clone();
-    out.push(loadgen::run(
-        &target,
-        &spec(&format!("redis set p{depth}"), quick, depth, 1, server.pid()),
-        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
-            let mut k = [0u8; 32];
-            resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
-        }),
-        |l| l == b"+OK",
-    )?);
-
-    out.push(loadgen::run(
-        &target,
-        &spec(&format!("redis get p{depth}"), quick, depth, 2, server.pid()),
-        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
-            let mut k = [0u8; 32];
-            resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
-        }),
-        |l| l == GET_HIT,
-    )?);
+    if op == Op::Set {
+        let v = value.clone();
+        return loadgen::run(
+            &target,
+            &spec(&name, quick, depth, 1, server.pid()),
+            Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+                let mut k = [0u8; 32];
+                resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
+            }),
+            |l| l == b"+OK",
+        );
+    }
+    if op == Op::Get {
+        return loadgen::run(
+            &target,
+            &spec(&name, quick, depth, 2, server.pid()),
+            Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+                let mut k = [0u8; 32];
+                resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
+            }),
+            |l| l == GET_HIT,
+        );
+    }
 
     // Rotation chains: connection c of this case rotates {r<depth>.<round>:c}:i
     // into {r<depth>.<round>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
@@ -162,9 +187,9 @@ fn redis_cases(
     // included), which outlive the case.
     let heads = expiring_keys(&mut setup)?;
     let sha = sha.to_owned();
-    out.push(loadgen::run(
+    let out = loadgen::run(
         &target,
-        &spec(&format!("redis rotate p{depth}"), quick, depth, 1, server.pid()),
+        &spec(&name, quick, depth, 1, server.pid()),
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
             let (mut old, mut new) = ([0u8; 48], [0u8; 48]);
             let (mut ttl, mut grace) = ([0u8; 20], [0u8; 20]);
@@ -184,7 +209,7 @@ fn redis_cases(
             );
         }),
         |l| l == b":1",
-    )?);
+    )?;
     // Every rotation left its old key to expire a second later: up to a
     // million keys Redis reclaims in the background. That work is the
     // rotate case's, so it is waited out here; otherwise it landed in the
@@ -425,55 +450,62 @@ impl loadgen::Conversation for XemsRotation {
     }
 }
 
-/// XEMS SERVE: the xems cases at depth `depth`, in round `round` (its
+/// XEMS SERVE: the xems case of `op` at depth `depth`, in round `round` (its
 /// rotating sessions are its own).
-fn xems_cases(
+fn xems_case(
     server: &XemsServer,
     quick: bool,
     (depth, round): (usize, usize),
     value: &[u8],
-) -> anyhow::Result<Vec<LoadOutcome>> {
+    op: Op,
+) -> anyhow::Result<LoadOutcome> {
     let target = Target::Tcp(server.addr());
     let value_json = serde_json::to_string(std::str::from_utf8(value)?)?;
+    let name = format!("xems {} p{depth}", op.name());
     let with_auth = |mut s: LoadSpec| {
         s.handshake = Some((server.auth_line(), 1));
         s
     };
-    let mut out = Vec::new();
 
-    let v = value_json.clone();
-    out.push(loadgen::run(
-        &target,
-        &with_auth(spec(&format!("xems set p{depth}"), quick, depth, 1, server.pid())),
-        Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
-            let mut k = [0u8; 32];
-            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
-            xems_line(
-                buf,
-                &[
-                    br#"{"action":"set","sandbox":""#,
-                    XEMS_SANDBOX.as_bytes(),
-                    br#"","key":""#,
-                    k,
-                    br#"","value":"#,
-                    v.as_bytes(),
-                    b"}",
-                ],
-            );
-        }),
-        |l| l == br#"{"status":"ok"}"#,
-    )?);
-
-    out.push(loadgen::run(
-        &target,
-        &with_auth(spec(&format!("xems get p{depth}"), quick, depth, 1, server.pid())),
-        Arc::new(|conn, seq, buf: &mut Vec<u8>| {
-            let mut k = [0u8; 32];
-            let k = key(mix(conn, seq) % KEYSPACE, &mut k);
-            xems_line(buf, &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#]);
-        }),
-        |l| l.starts_with(br#"{"status":"ok","data":"#),
-    )?);
+    if op == Op::Set {
+        let v = value_json.clone();
+        return loadgen::run(
+            &target,
+            &with_auth(spec(&name, quick, depth, 1, server.pid())),
+            Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+                let mut k = [0u8; 32];
+                let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+                xems_line(
+                    buf,
+                    &[
+                        br#"{"action":"set","sandbox":""#,
+                        XEMS_SANDBOX.as_bytes(),
+                        br#"","key":""#,
+                        k,
+                        br#"","value":"#,
+                        v.as_bytes(),
+                        b"}",
+                    ],
+                );
+            }),
+            |l| l == br#"{"status":"ok"}"#,
+        );
+    }
+    if op == Op::Get {
+        return loadgen::run(
+            &target,
+            &with_auth(spec(&name, quick, depth, 1, server.pid())),
+            Arc::new(|conn, seq, buf: &mut Vec<u8>| {
+                let mut k = [0u8; 32];
+                let k = key(mix(conn, seq) % KEYSPACE, &mut k);
+                xems_line(
+                    buf,
+                    &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#],
+                );
+            }),
+            |l| l.starts_with(br#"{"status":"ok","data":"#),
+        );
+    }
 
     // depth sessions per connection, created as caller keys.
     let mut setup = server.connect()?;
@@ -506,17 +538,16 @@ fn xems_cases(
         chains.push(keys);
     }
     let chains = Arc::new(parking_lot::Mutex::new(chains));
-    let mut rotate_spec = with_auth(spec(&format!("xems rotate p{depth}"), quick, depth, 1, server.pid()));
+    let mut rotate_spec = with_auth(spec(&name, quick, depth, 1, server.pid()));
     rotate_spec.first_line_max = 4096;
-    out.push(loadgen::run_conversations(
+    loadgen::run_conversations(
         &target,
         &rotate_spec,
         Arc::new(move |conn| {
             let tokens = std::mem::take(&mut chains.lock()[conn]);
             Box::new(XemsRotation { tokens, answered: 0 }) as Box<dyn loadgen::Conversation>
         }),
-    )?);
-    Ok(out)
+    )
 }
 
 /// A process stopped (`SIGSTOP`) until this is dropped (`SIGCONT`).
@@ -603,12 +634,31 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
             // since both are pinned to the same core and an idle Redis still
             // wakes up several times per 100 ms (its cron, jemalloc's purging
             // thread) and preempted the xems cases (seen with `perf sched`).
-            {
+            let redis_op = |op| {
                 let _paused = Paused::new(xems.pid())?;
-                loads.extend(redis_cases(&server, &sha, quick, (depth, round), &value)?);
+                redis_case(&server, &sha, quick, (depth, round), &value, op)
+            };
+            let xems_op = |op| {
+                let _paused = Paused::new(server.pid())?;
+                xems_case(&xems, quick, (depth, round), &value, op)
+            };
+            // Each operation's two cases run back to back, so the two sides
+            // of a ratio are measured seconds apart rather than a whole
+            // server's cases apart (this host's speed drifts by ±10% over
+            // tens of seconds); which server goes first alternates.
+            let (mut redis_loads, mut xems_loads) = (Vec::new(), Vec::new());
+            for (i, op) in Op::ALL.into_iter().enumerate() {
+                if (round + i) % 2 == 0 {
+                    redis_loads.push(redis_op(op)?);
+                    xems_loads.push(xems_op(op)?);
+                } else {
+                    xems_loads.push(xems_op(op)?);
+                    redis_loads.push(redis_op(op)?);
+                }
             }
-            let _paused = Paused::new(server.pid())?;
-            loads.extend(xems_cases(&xems, quick, (depth, round), &value)?);
+            // Every round lists its cases in the same order.
+            loads.extend(redis_loads);
+            loads.extend(xems_loads);
         }
         by_round.push(loads);
     }
