@@ -453,7 +453,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// soon. A store may start loading what they will read, so that the
     /// memory misses of a batch of independent requests overlap instead of
     /// following one another (`xems serve` calls it for each batch of
-    /// pipelined requests before answering them).
+    /// pipelined requests before answering them). A store may also take a
+    /// lone address's fetches in steps over the thread's next calls, so a
+    /// caller serving many clients gains by hinting each client's request
+    /// and answering it after the others have hinted theirs (`xems serve`
+    /// does, for a connection's lone request).
     ///
     /// Only a hint: it changes no state and no result, creates nothing, and
     /// may do nothing at all (the default).

@@ -181,7 +181,7 @@ impl Engine {
     /// A lone address has nothing in its batch to overlap with: its first
     /// fetch starts now and each later step on one of the thread's next
     /// calls, so a caller that hints one request and lets others hint
-    /// theirs before answering it finds it fetched (see [`crate::hints`]).
+    /// theirs before answering it finds it fetched (the engine's `hints` module).
     pub fn prefetch(&self, addresses: &[(&str, &str)]) {
         let sandboxes = self.inner.sandboxes.load();
         crate::hints::advance(self.inner.id, |position| sandboxes.core_at(position));
