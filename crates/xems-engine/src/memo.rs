@@ -12,9 +12,10 @@
 //! knew the tag key, which never leaves the process. So a digest taken from
 //! here is always the one the key would give. Entries hold digests (which
 //! the records hold anyway) and tags, never key material. Each is removed
-//! when taken; a thread keeps at most [`CAPACITY`], the first in line
-//! leaving when one more arrives (a digest hinted and never asked for, as
-//! for a request that failed before its lookup, is pushed out). Entries outlive the prefetch call that
+//! when taken; a thread keeps a small set-associative table of them (see
+//! [`WAYS`]), an entry leaving when its bucket is full and one more
+//! arrives (so a digest hinted and never asked for, as for a request that
+//! failed before its lookup, is pushed out in time). Entries outlive the prefetch call that
 //! made them: a server hints one request per connection and answers them
 //! after the other ready connections have hinted theirs
 //! ([`crate::hints`]).
@@ -23,18 +24,33 @@ use std::cell::RefCell;
 use std::hash::Hasher as _;
 
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
-use smallvec::SmallVec;
 use xems_core::IndexDigest;
 
-/// Entries one thread keeps: more than one round of a busy server hints
-/// before it answers the first (tokio runs at most 61 tasks between two
-/// polls of its I/O driver, after which the yielded ones run again; one
-/// window of 32 pipelined requests). Past it, a digest is computed again,
-/// never wrong.
-pub(crate) const CAPACITY: usize = 128;
+/// Buckets of a thread's table; an entry's bucket is its tag's low bits.
+const BUCKETS: usize = 64;
+/// Entries a bucket holds. 256 in all: more than one round of a busy server
+/// hints before it answers the first (tokio runs at most 61 tasks between
+/// two polls of its I/O driver, after which the yielded ones run again),
+/// plus a window of 32 pipelined requests. A bucket overflows (its oldest
+/// entry pushed out, the digest computed again later, never wrong) rarely
+/// at that load, and a put or a take touches one bucket: no scan, no
+/// shifting, however many entries were hinted and never taken.
+const WAYS: usize = 4;
+
+/// Entries one thread can keep.
+#[cfg(test)]
+pub(crate) const CAPACITY: usize = BUCKETS * WAYS;
+
+type Entry = Option<(u128, IndexDigest)>;
+
+struct Table {
+    buckets: [[Entry; WAYS]; BUCKETS],
+    /// Entries held, so that a thread that never prefetches computes no tag.
+    live: usize,
+}
 
 thread_local! {
-    static MEMO: RefCell<SmallVec<[(u128, IndexDigest); CAPACITY]>> = RefCell::new(SmallVec::new());
+    static MEMO: RefCell<Table> = const { RefCell::new(Table { buckets: [[None; WAYS]; BUCKETS], live: 0 }) };
 }
 
 /// The key of a sandbox's tags.
@@ -49,26 +65,38 @@ impl MemoKey {
     }
 }
 
-/// Keeps `digest` for `key`, pushing out the oldest entry when full.
+fn bucket(tag: u128) -> usize {
+    // Low bits of a keyed SipHash output: uniform.
+    (tag as usize) % BUCKETS
+}
+
+/// Keeps `digest` for `key`; when its bucket is full, the bucket's first
+/// entry (among its oldest) leaves.
 pub(crate) fn put(memo: MemoKey, key: &[u8], digest: IndexDigest) {
+    let tag = memo.tag(key);
     MEMO.with_borrow_mut(|m| {
-        if m.len() == CAPACITY {
-            m.remove(0);
+        let b = &mut m.buckets[bucket(tag)];
+        if let Some(free) = b.iter_mut().find(|e| e.is_none()) {
+            *free = Some((tag, digest));
+            m.live += 1;
+        } else {
+            b.rotate_left(1);
+            b[WAYS - 1] = Some((tag, digest));
         }
-        m.push((memo.tag(key), digest));
     });
 }
 
 /// Takes the digest kept for `key`, if any. Costs nothing when this thread
-/// keeps none (no batch in progress).
+/// keeps none (nothing hinted, or all taken).
 pub(crate) fn take(memo: MemoKey, key: &[u8]) -> Option<IndexDigest> {
     MEMO.with_borrow_mut(|m| {
-        if m.is_empty() {
+        if m.live == 0 {
             return None;
         }
         let tag = memo.tag(key);
-        let i = m.iter().position(|(t, _)| *t == tag)?;
-        Some(m.swap_remove(i).1)
+        let e = m.buckets[bucket(tag)].iter_mut().find(|e| e.is_some_and(|(t, _)| t == tag))?;
+        m.live -= 1;
+        e.take().map(|(_, d)| d)
     })
 }
 
@@ -90,19 +118,40 @@ mod tests {
     }
 
     #[test]
-    fn a_full_memo_pushes_out_its_first_entry() {
+    fn a_full_bucket_pushes_out_its_oldest_entry() {
         xems_testkit::logs::capture();
         let index = xems_core::IndexKey::new(&[7; 32]);
         let m = MemoKey([3; 16]);
-        let keys: Vec<String> = (0..=CAPACITY).map(|i| format!("key:{i}")).collect();
+        // WAYS + 1 keys of one bucket.
+        let target = bucket(m.tag(b"key:0"));
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("key:{i}"))
+            .filter(|k| bucket(m.tag(k.as_bytes())) == target)
+            .take(WAYS + 1)
+            .collect();
         for k in &keys {
             put(m, k.as_bytes(), index.digest(k.as_bytes()));
         }
-        assert!(take(m, keys[0].as_bytes()).is_none(), "the first entry left for the last");
+        assert!(take(m, keys[0].as_bytes()).is_none(), "the oldest left for the last");
         for k in &keys[1..] {
             let got = take(m, k.as_bytes()).expect("kept");
             assert_eq!(got.index(), index.digest(k.as_bytes()).index());
         }
-        MEMO.with_borrow(|e| assert!(e.is_empty(), "every entry taken"));
+        MEMO.with_borrow(|t| assert_eq!(t.live, 0, "every entry taken"));
+    }
+
+    #[test]
+    fn a_round_of_hints_is_kept() {
+        xems_testkit::logs::capture();
+        let index = xems_core::IndexKey::new(&[7; 32]);
+        let m = MemoKey([4; 16]);
+        // One scheduler round of lone requests plus a pipelined window.
+        let keys: Vec<String> = (0..61 + 32).map(|i| format!("session:{i}")).collect();
+        for k in &keys {
+            put(m, k.as_bytes(), index.digest(k.as_bytes()));
+        }
+        let kept = keys.iter().filter(|k| take(m, k.as_bytes()).is_some()).count();
+        assert!(kept * 100 >= keys.len() * 95, "{kept} of {} kept", keys.len());
+        assert!(CAPACITY >= keys.len());
     }
 }
