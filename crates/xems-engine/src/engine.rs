@@ -67,18 +67,24 @@ struct Inner {
     sweep_budget: usize,
 }
 
-/// The sandboxes, by name and in order of creation (a staged prefetch names
-/// one by its position). Replaced as a whole when a sandbox is created, which
-/// is rare; never shrinks.
+/// The sandboxes in order of creation, and their positions by name (a
+/// staged prefetch names a sandbox by its position). Replaced as a whole
+/// when a sandbox is created, which is rare; never shrinks.
 #[derive(Default)]
 struct Registry {
-    by_name: HashMap<Box<str>, Sandbox>,
     in_order: Vec<Sandbox>,
+    by_name: HashMap<Box<str>, u32>,
 }
 
 impl Registry {
     fn get(&self, name: &str) -> Option<&Sandbox> {
-        self.by_name.get(name)
+        self.find(name).map(|(_, s)| s)
+    }
+
+    /// A sandbox and its position.
+    fn find(&self, name: &str) -> Option<(u32, &Sandbox)> {
+        let &position = self.by_name.get(name)?;
+        Some((position, self.in_order.get(position as usize)?))
     }
 
     fn core_at(&self, position: u32) -> Option<&SandboxCore> {
@@ -145,13 +151,13 @@ impl Engine {
         // staged prefetch's entry small.
         let position =
             u32::try_from(current.in_order.len()).map_err(|_| Error::InvalidArgument("too many sandboxes".into()))?;
-        let core = SandboxCore::new(name, position, keys, limits, self.inner.shared.clone(), self.inner.shards);
+        let core = SandboxCore::new(name, keys, limits, self.inner.shared.clone(), self.inner.shards);
         let sandbox = Sandbox { core: Arc::new(core) };
-        let mut by_name = current.by_name.clone();
-        by_name.insert(name.into(), sandbox.clone());
         let mut in_order = current.in_order.clone();
         in_order.push(sandbox.clone());
-        self.inner.sandboxes.store(Arc::new(Registry { by_name, in_order }));
+        let mut by_name = current.by_name.clone();
+        by_name.insert(name.into(), position);
+        self.inner.sandboxes.store(Arc::new(Registry { in_order, by_name }));
         Ok(sandbox)
     }
 
@@ -185,24 +191,24 @@ impl Engine {
     pub fn prefetch(&self, addresses: &[(&str, &str)]) {
         let sandboxes = self.inner.sandboxes.load();
         crate::hints::advance(self.inner.id, |position| sandboxes.core_at(position));
-        let hints: SmallVec<[(&SandboxCore, u8, HintTarget); 32]> = addresses
+        let hints: SmallVec<[(u32, &SandboxCore, u8, HintTarget); 32]> = addresses
             .iter()
             .filter_map(|(sandbox, key)| {
-                let core: &SandboxCore = &sandboxes.get(sandbox)?.core;
-                let (route, target) = core.hint(key)?;
-                Some((core, route, target))
+                let (position, sandbox) = sandboxes.find(sandbox)?;
+                let (route, target) = sandbox.core.hint(key)?;
+                Some((position, &*sandbox.core, route, target))
             })
             .collect();
-        for (core, route, target) in &hints {
+        for (_, core, route, target) in &hints {
             core.hint_fetch(*route, target);
         }
-        if let [(core, route, target)] = hints.as_slice() {
-            crate::hints::stage(self.inner.id, core.position, *route, *target);
+        if let [(position, _, route, target)] = hints.as_slice() {
+            crate::hints::stage(self.inner.id, *position, *route, *target);
             return;
         }
         let slots: SmallVec<[(&SandboxCore, u8, u32); 32]> = hints
             .iter()
-            .filter_map(|&(core, route, target)| Some((core, route, core.hint_slot(route, &target)?)))
+            .filter_map(|&(_, core, route, target)| Some((core, route, core.hint_slot(route, &target)?)))
             .collect();
         for (core, route, slot) in slots {
             core.hint_parts(route, slot);

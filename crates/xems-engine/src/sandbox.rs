@@ -297,9 +297,6 @@ struct Padded(Mutex<Shard>);
 
 pub(crate) struct SandboxCore {
     pub(crate) name: Box<str>,
-    /// Its place in the engine's order of creation (how a staged prefetch
-    /// names it without holding a reference: see [`crate::hints`]).
-    pub(crate) position: u32,
     /// In locked, non-dumpable pages.
     pub(crate) keys: Locked<SandboxKeys>,
     pub(crate) limits: SandboxLimits,
@@ -358,7 +355,6 @@ fn sealed_len(plaintext: usize) -> u64 {
 impl SandboxCore {
     pub(crate) fn new(
         name: &str,
-        position: u32,
         keys: SandboxKeys,
         limits: SandboxLimits,
         engine: Arc<Shared>,
@@ -367,7 +363,6 @@ impl SandboxCore {
         let epoch = engine.now();
         SandboxCore {
             name: name.into(),
-            position,
             keys: Locked::new(keys),
             limits,
             engine,
