@@ -634,13 +634,18 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
             // since both are pinned to the same core and an idle Redis still
             // wakes up several times per 100 ms (its cron, jemalloc's purging
             // thread) and preempted the xems cases (seen with `perf sched`).
+            // A failed case shows the end of its server's log (kept in a
+            // temporary directory that goes with the server: a server that
+            // died mid-run left nothing to read afterwards).
             let redis_op = |op| {
                 let _paused = Paused::new(xems.pid())?;
                 redis_case(&server, &sha, quick, (depth, round), &value, op)
+                    .with_context(|| format!("redis-server's log ends with:\n{}", server.log_tail()))
             };
             let xems_op = |op| {
                 let _paused = Paused::new(server.pid())?;
                 xems_case(&xems, quick, (depth, round), &value, op)
+                    .with_context(|| format!("xems serve's log ends with:\n{}", xems.log_tail()))
             };
             // Each operation's two cases run back to back, so the two sides
             // of a ratio are measured seconds apart rather than a whole
