@@ -143,34 +143,46 @@ fn redis_case(
     value: &Arc<Vec<u8>>,
     op: Op,
 ) -> anyhow::Result<LoadOutcome> {
-    let chain = (depth, round);
     let target = Target::Tcp(server.addr());
-    let name = format!("redis {} p{depth}", op.name());
-
-    if op == Op::Set {
-        let v = value.clone();
-        return loadgen::run(
+    // A GET's reply is two lines: `$256`, then the value.
+    let lines_per_reply = if op == Op::Get { 2 } else { 1 };
+    let spec = spec(&format!("redis {} p{depth}", op.name()), quick, depth, lines_per_reply, server.pid());
+    match op {
+        Op::Set => {
+            let v = value.clone();
+            loadgen::run(
+                &target,
+                &spec,
+                Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
+                    let mut k = [0u8; 32];
+                    resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
+                }),
+                |l| l == b"+OK",
+            )
+        }
+        Op::Get => loadgen::run(
             &target,
-            &spec(&name, quick, depth, 1, server.pid()),
-            Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
-                let mut k = [0u8; 32];
-                resp::encode(&[b"SET", key(mix(conn, seq) % KEYSPACE, &mut k), &v], buf);
-            }),
-            |l| l == b"+OK",
-        );
-    }
-    if op == Op::Get {
-        return loadgen::run(
-            &target,
-            &spec(&name, quick, depth, 2, server.pid()),
+            &spec,
             Arc::new(|conn, seq, buf: &mut Vec<u8>| {
                 let mut k = [0u8; 32];
                 resp::encode(&[b"GET", key(mix(conn, seq) % KEYSPACE, &mut k)], buf);
             }),
             |l| l == GET_HIT,
-        );
+        ),
+        Op::Rotate => redis_rotate(server, sha, &target, &spec, (depth, round), value),
     }
+}
 
+/// Redis's rotate case: the Lua script over each connection's chain of
+/// keys, then the wait until Redis has reclaimed the keys it left to expire.
+fn redis_rotate(
+    server: &RedisServer,
+    sha: &str,
+    target: &Target,
+    spec: &LoadSpec,
+    chain: (usize, usize),
+    value: &[u8],
+) -> anyhow::Result<LoadOutcome> {
     // Rotation chains: connection c of this case rotates {r<depth>.<round>:c}:i
     // into {r<depth>.<round>:c}:i+1; the hash tag keeps a chain in one slot (Cluster-safe).
     let mut setup = server.connect()?;
@@ -188,8 +200,8 @@ fn redis_case(
     let heads = expiring_keys(&mut setup)?;
     let sha = sha.to_owned();
     let out = loadgen::run(
-        &target,
-        &spec(&name, quick, depth, 1, server.pid()),
+        target,
+        spec,
         Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
             let (mut old, mut new) = ([0u8; 48], [0u8; 48]);
             let (mut ttl, mut grace) = ([0u8; 20], [0u8; 20]);
@@ -359,6 +371,28 @@ fn xems_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
     out.push(b'\n');
 }
 
+/// Appends a `set` line of `key` to `value_json` (a JSON string, quotes
+/// included) in the bench's sandbox.
+fn xems_set(out: &mut Vec<u8>, key: &[u8], value_json: &str) {
+    xems_line(
+        out,
+        &[
+            br#"{"action":"set","sandbox":""#,
+            XEMS_SANDBOX.as_bytes(),
+            br#"","key":""#,
+            key,
+            br#"","value":"#,
+            value_json.as_bytes(),
+            b"}",
+        ],
+    );
+}
+
+/// Appends a `get` line of `key` in the bench's sandbox.
+fn xems_get(out: &mut Vec<u8>, key: &[u8]) {
+    xems_line(out, &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, key, br#""}"#]);
+}
+
 /// Keys the stdio cases cycle through.
 const STDIO_KEYS: u64 = 1_000;
 
@@ -386,23 +420,9 @@ fn stdio_cases(quick: bool, placement: Option<&Placement>) -> anyhow::Result<Vec
                 let mut k = [0u8; 32];
                 let k = key((seq / 2) % STDIO_KEYS, &mut k);
                 if seq % 2 == 0 {
-                    xems_line(
-                        buf,
-                        &[
-                            br#"{"action":"set","sandbox":""#,
-                            XEMS_SANDBOX.as_bytes(),
-                            br#"","key":""#,
-                            k,
-                            br#"","value":"#,
-                            v.as_bytes(),
-                            b"}",
-                        ],
-                    );
+                    xems_set(buf, k, &v);
                 } else {
-                    xems_line(
-                        buf,
-                        &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#],
-                    );
+                    xems_get(buf, k);
                 }
             }),
             |l| l == br#"{"status":"ok"}"# || l.starts_with(br#"{"status":"ok","data":"{"#),
@@ -461,52 +481,40 @@ fn xems_case(
 ) -> anyhow::Result<LoadOutcome> {
     let target = Target::Tcp(server.addr());
     let value_json = serde_json::to_string(std::str::from_utf8(value)?)?;
-    let name = format!("xems {} p{depth}", op.name());
-    let with_auth = |mut s: LoadSpec| {
-        s.handshake = Some((server.auth_line(), 1));
-        s
-    };
-
-    if op == Op::Set {
-        let v = value_json.clone();
-        return loadgen::run(
+    let mut spec = spec(&format!("xems {} p{depth}", op.name()), quick, depth, 1, server.pid());
+    spec.handshake = Some((server.auth_line(), 1));
+    match op {
+        Op::Set => loadgen::run(
             &target,
-            &with_auth(spec(&name, quick, depth, 1, server.pid())),
+            &spec,
             Arc::new(move |conn, seq, buf: &mut Vec<u8>| {
                 let mut k = [0u8; 32];
-                let k = key(mix(conn, seq) % KEYSPACE, &mut k);
-                xems_line(
-                    buf,
-                    &[
-                        br#"{"action":"set","sandbox":""#,
-                        XEMS_SANDBOX.as_bytes(),
-                        br#"","key":""#,
-                        k,
-                        br#"","value":"#,
-                        v.as_bytes(),
-                        b"}",
-                    ],
-                );
+                xems_set(buf, key(mix(conn, seq) % KEYSPACE, &mut k), &value_json);
             }),
             |l| l == br#"{"status":"ok"}"#,
-        );
-    }
-    if op == Op::Get {
-        return loadgen::run(
+        ),
+        Op::Get => loadgen::run(
             &target,
-            &with_auth(spec(&name, quick, depth, 1, server.pid())),
+            &spec,
             Arc::new(|conn, seq, buf: &mut Vec<u8>| {
                 let mut k = [0u8; 32];
-                let k = key(mix(conn, seq) % KEYSPACE, &mut k);
-                xems_line(
-                    buf,
-                    &[br#"{"action":"get","sandbox":""#, XEMS_SANDBOX.as_bytes(), br#"","key":""#, k, br#""}"#],
-                );
+                xems_get(buf, key(mix(conn, seq) % KEYSPACE, &mut k));
             }),
             |l| l.starts_with(br#"{"status":"ok","data":"#),
-        );
+        ),
+        Op::Rotate => xems_rotate(server, &target, spec, (depth, round), &value_json),
     }
+}
 
+/// The xems rotate case (`spec` with its handshake): `depth` sessions per
+/// connection, each rotated with its current token.
+fn xems_rotate(
+    server: &XemsServer,
+    target: &Target,
+    mut spec: LoadSpec,
+    (depth, round): (usize, usize),
+    value_json: &str,
+) -> anyhow::Result<LoadOutcome> {
     // depth sessions per connection, created as caller keys.
     let mut setup = server.connect()?;
     let mut chains: Vec<Vec<String>> = Vec::with_capacity(CONNECTIONS);
@@ -516,18 +524,7 @@ fn xems_case(
             .iter()
             .map(|k| {
                 let mut l = Vec::new();
-                xems_line(
-                    &mut l,
-                    &[
-                        br#"{"action":"set","sandbox":""#,
-                        XEMS_SANDBOX.as_bytes(),
-                        br#"","key":""#,
-                        k.as_bytes(),
-                        br#"","value":"#,
-                        value_json.as_bytes(),
-                        b"}",
-                    ],
-                );
+                xems_set(&mut l, k.as_bytes(), value_json);
                 l.pop();
                 l
             })
@@ -538,11 +535,10 @@ fn xems_case(
         chains.push(keys);
     }
     let chains = Arc::new(parking_lot::Mutex::new(chains));
-    let mut rotate_spec = with_auth(spec(&name, quick, depth, 1, server.pid()));
-    rotate_spec.first_line_max = 4096;
+    spec.first_line_max = 4096;
     loadgen::run_conversations(
-        &target,
-        &rotate_spec,
+        target,
+        &spec,
         Arc::new(move |conn| {
             let tokens = std::mem::take(&mut chains.lock()[conn]);
             Box::new(XemsRotation { tokens, answered: 0 }) as Box<dyn loadgen::Conversation>
@@ -613,10 +609,10 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
     for chunk_start in (0..KEYSPACE).step_by(1000) {
         let lines: Vec<Vec<u8>> = (chunk_start..(chunk_start + 1000).min(KEYSPACE))
             .map(|n| {
-                let mut k = [0u8; 32];
-                let k = String::from_utf8_lossy(key(n, &mut k)).into_owned();
-                format!(r#"{{"action":"set","sandbox":"{XEMS_SANDBOX}","key":"{k}","value":{value_json}}}"#)
-                    .into_bytes()
+                let (mut k, mut line) = ([0u8; 32], Vec::new());
+                xems_set(&mut line, key(n, &mut k), &value_json);
+                line.pop();
+                line
             })
             .collect();
         for a in setup.exchange(&lines)? {
