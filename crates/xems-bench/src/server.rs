@@ -636,12 +636,12 @@ pub fn run(quick: bool, report: &mut Report) -> anyhow::Result<()> {
             let redis_op = |op| {
                 let _paused = Paused::new(xems.pid())?;
                 redis_case(&server, &sha, quick, (depth, round), &value, op)
-                    .with_context(|| format!("redis-server's log ends with:\n{}", server.log_tail()))
+                    .with_context(|| format!("redis-server: {}", server.diagnostics()))
             };
             let xems_op = |op| {
                 let _paused = Paused::new(server.pid())?;
                 xems_case(&xems, quick, (depth, round), &value, op)
-                    .with_context(|| format!("xems serve's log ends with:\n{}", xems.log_tail()))
+                    .with_context(|| format!("xems serve: {}", xems.diagnostics()))
             };
             // Each operation's two cases run back to back, so the two sides
             // of a ratio are measured seconds apart rather than a whole

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use rustix::process::{WaitId, WaitIdOptions};
 use serde::Serialize;
 use tempfile::TempDir;
 
@@ -166,9 +167,15 @@ impl RedisServer {
         wait_until_ready(self, |s| &mut s.child, &what, &log, timeout, ping)
     }
 
-    /// The end of the server's log, for error messages.
+    /// The end of the server's log.
     pub fn log_tail(&self) -> String {
         log_tail(&self.dir.path().join("redis.log"))
+    }
+
+    /// For a failed case's error: whether the server still runs (or how it
+    /// ended: exit status or signal), then the end of its log.
+    pub fn diagnostics(&self) -> String {
+        format!("{}; its log ends with:\n{}", process_state(self.pid()), self.log_tail())
     }
 
     /// Its address.
@@ -273,6 +280,12 @@ impl XemsServer {
     /// The end of the server's log.
     pub fn log_tail(&self) -> String {
         log_tail(&self.dir.path().join("xems.log"))
+    }
+
+    /// For a failed case's error: whether the server still runs (or how it
+    /// ended: exit status or signal), then the end of its log.
+    pub fn diagnostics(&self) -> String {
+        format!("{}; its log ends with:\n{}", process_state(self.pid()), self.log_tail())
     }
 
     /// Its address.
@@ -481,6 +494,28 @@ mod tests {
         assert!(e.contains("apt-get install -y some-package"), "{e}");
     }
 
+    /// The state probe sees a running child, then how it ended, without
+    /// reaping it: the owner's `wait` still gets the same status.
+    #[test]
+    fn process_state_reports_running_exit_and_signal_without_reaping() {
+        let mut running = Command::new("sleep").arg("30").spawn().unwrap();
+        assert_eq!(process_state(running.id()), "still running");
+        running.kill().unwrap();
+        let mut exited = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while process_state(exited.id()) == "still running" && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(process_state(exited.id()), "exited with status 3");
+        assert_eq!(exited.wait().unwrap().code(), Some(3), "the probe must not reap the child");
+        assert!(process_state(exited.id()).starts_with("state unknown"), "a reaped child has no state");
+        while process_state(running.id()) == "still running" && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(process_state(running.id()), "killed by signal 9");
+        running.wait().unwrap();
+    }
+
     /// Starts real servers: needs the Debian `redis-server` package (the
     /// test fails, never skips, without it).
     #[test]
@@ -580,6 +615,26 @@ fn wait_until_ready<S>(
             bail!("{what} did not answer within {timeout:?}; its log:\n{}", log_tail(log));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the child `pid` is still running, or how it ended, read without
+/// reaping it (`WNOWAIT`), so the owner's `Child` can still wait for it
+/// and this needs no `&mut` (the bench's case closures share the server).
+fn process_state(pid: u32) -> String {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return format!("pid {pid} not valid");
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match rustix::process::waitid(WaitId::Pid(pid), options) {
+        Ok(None) => "still running".to_owned(),
+        Ok(Some(status)) => match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "ended (no status)".to_owned(),
+        },
+        // Already reaped by its owner, or not our child.
+        Err(e) => format!("state unknown ({e})"),
     }
 }
 
