@@ -21,12 +21,16 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7) + LOW7) | x) & HIGH
 }
 
+/// The high bit of each control byte (below 0x20) of `w`.
+fn controls(w: u64) -> u64 {
+    !(((w & LOW7) + ONES * 0x60) | w) & HIGH
+}
+
 /// The high bit of each byte of `w` that a JSON string cannot hold raw:
 /// control bytes (below 0x20), `"` and `\`. Exact, so every mark of a word
 /// can be handled without looking at the word again.
 fn marks(w: u64) -> u64 {
-    let control = !(((w & LOW7) + ONES * 0x60) | w) & HIGH;
-    control | zero_bytes(w ^ (ONES * u64::from(b'"'))) | zero_bytes(w ^ (ONES * u64::from(b'\\')))
+    controls(w) | zero_bytes(w ^ (ONES * u64::from(b'"'))) | zero_bytes(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// The byte index of the lowest mark.
@@ -103,6 +107,20 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &[u8]) {
         let mut m = marks(w);
         // `from`: the first byte of the word not yet placed.
         let mut from = 0;
+        if m != 0 && controls(w) == 0 {
+            // Only `"` and `\`, the escapes of JSON text: each is itself
+            // after a backslash, so the backslash goes in and the byte is
+            // placed with the rest of the word (no table, no branch).
+            while m != 0 {
+                let k = first(m);
+                out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
+                at += k - from;
+                out[at] = b'\\';
+                at += 1;
+                from = k;
+                m &= m - 1;
+            }
+        }
         while m != 0 {
             let k = first(m);
             out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
@@ -308,6 +326,21 @@ pub(crate) mod tests {
 
         #[test]
         fn writes_what_serde_writes(text in dense_text(), prefix in 0usize..9) {
+            let mut out = vec![b'.'; prefix];
+            write_str(&mut out, text.as_bytes());
+            let mut expected = vec![b'.'; prefix];
+            serde_json::to_writer(&mut expected, &text).unwrap();
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
+
+        /// JSON text (quotes and backslashes, no control bytes): every word
+        /// takes the backslash-only path, at every alignment.
+        #[test]
+        fn writes_json_text_as_serde_does(
+            text in proptest::collection::vec(prop_oneof![Just('"'), Just('\\'), Just('x'), Just('é')], 0..80)
+                .prop_map(|v| v.into_iter().collect::<String>()),
+            prefix in 0usize..9,
+        ) {
             let mut out = vec![b'.'; prefix];
             write_str(&mut out, text.as_bytes());
             let mut expected = vec![b'.'; prefix];
