@@ -17,6 +17,7 @@ use xems_core::{
 use xems_locked::Locked;
 
 use crate::config::ConfigError;
+use crate::hints::Step;
 use crate::persist::{Image, Journal};
 use crate::sandbox::{Sandbox, SandboxCore, SandboxKeys, Shared, with_ticket};
 use crate::shard::HintTarget;
@@ -206,12 +207,18 @@ impl Engine {
             crate::hints::stage(self.inner.id, *position, *route, *target);
             return;
         }
-        let slots: SmallVec<[(&SandboxCore, u8, u32); 32]> = hints
-            .iter()
-            .filter_map(|&(_, core, route, target)| Some((core, route, core.hint_slot(route, &target)?)))
-            .collect();
-        for (core, route, slot) in slots {
-            core.hint_parts(route, slot);
+        // Each step of every address before the next step of any, so the
+        // fetches of one step overlap (the steps: `hints::Step`).
+        let mut chains: SmallVec<[(&SandboxCore, u8, Step); 32]> =
+            hints.iter().map(|&(_, core, route, target)| (core, route, Step::Slot(target))).collect();
+        while !chains.is_empty() {
+            chains.retain_mut(|(core, route, step)| match step.take(core, *route) {
+                Some(next) => {
+                    *step = next;
+                    true
+                }
+                None => false,
+            });
         }
     }
 

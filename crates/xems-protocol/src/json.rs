@@ -107,7 +107,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &[u8]) {
         let mut m = marks(w);
         // `from`: the first byte of the word not yet placed.
         let mut from = 0;
-        if m != 0 && controls(w) == 0 {
+        if controls(w) == 0 {
             // Only `"` and `\`, the escapes of JSON text: each is itself
             // after a backslash, so the backslash goes in and the byte is
             // placed with the rest of the word (no table lookup, no branch
@@ -121,14 +121,15 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &[u8]) {
                 from = k;
                 m &= m - 1;
             }
-        }
-        while m != 0 {
-            let k = first(m);
-            out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
-            at += k - from;
-            at += put_escaped(&mut out[at..], text[i + k]);
-            from = k + 1;
-            m &= m - 1;
+        } else {
+            while m != 0 {
+                let k = first(m);
+                out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());
+                at += k - from;
+                at += put_escaped(&mut out[at..], text[i + k]);
+                from = k + 1;
+                m &= m - 1;
+            }
         }
         if from < 8 {
             out[at..at + 8].copy_from_slice(&(w >> (8 * from)).to_le_bytes());

@@ -104,10 +104,11 @@ impl<S: SessionStore> Session<'_, S> {
     /// can start loading them all before the first is answered (a lone
     /// request's, while the other connections read theirs: see
     /// [`serve_connection`]). Not before authentication: an unauthenticated
-    /// client makes the store do nothing.
-    fn hint(&self, batch: &[Pending]) {
+    /// client makes the store do nothing. Returns whether it hinted any
+    /// address (`auth`, `ping` and `stats` have none).
+    fn hint(&self, batch: &[Pending]) -> bool {
         if !self.authenticated {
-            return;
+            return false;
         }
         let addresses: SmallVec<[(&str, &str); WINDOW]> = batch
             .iter()
@@ -116,9 +117,11 @@ impl<S: SessionStore> Session<'_, S> {
                 Pending::Answered(_) => None,
             })
             .collect();
-        if !addresses.is_empty() {
-            self.store.prefetch(&addresses);
+        if addresses.is_empty() {
+            return false;
         }
+        self.store.prefetch(&addresses);
+        true
     }
 
     /// The answer to one line. The line stays in the batch (borrowed, not
@@ -253,14 +256,15 @@ where
             if batch.is_empty() {
                 break;
             }
-            session.hint(&batch);
-            if batch.len() == 1 && !yielded {
+            let hinted = session.hint(&batch);
+            if hinted && batch.len() == 1 && !yielded {
                 // A lone request's record, hinted above, is fetched while
                 // the other ready connections read and hint theirs (the
                 // store moves each hinted fetch a step on per hint); then
-                // it is answered from the cache. The yield before the
-                // write below is not needed then: this connection already
-                // let the others go first in this round.
+                // it is answered from the cache (a request with nothing
+                // to fetch, as `auth` or `ping`, does not wait). The yield
+                // before the write below is not needed then: this
+                // connection already let the others go first in this round.
                 tokio::task::yield_now().await;
                 yielded = true;
             }
