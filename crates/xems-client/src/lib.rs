@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use parking_lot::RwLock;
+use xems_core::json_text::raw_bytes;
 use xems_core::{
     CreateOptions, Created, Error, ResolveOptions, ResolveOutcome, Resolved, Result, SessionId, SessionMeta,
     SessionStore, Stats, Token, UpdateOutcome, Value, validate_sandbox,
@@ -357,7 +358,9 @@ impl SessionStore for Client {
     async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
         validate_sandbox(sandbox)?;
         check_create(&opts)?;
-        let mut req = Req::new("create_session").sandbox(sandbox).value(b64(value)).create_opts(&opts);
+        // Values travel as base64 of their raw bytes (any bytes, one form).
+        let value = raw_bytes(value, opts.value_form)?;
+        let mut req = Req::new("create_session").sandbox(sandbox).value(b64(&value)).create_opts(&opts);
         req.verbose = Some(true);
         created_of(check(self.inner.call(req).await?)?)
     }
@@ -378,7 +381,8 @@ impl SessionStore for Client {
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
         validate_sandbox(sandbox)?;
         check_create(&opts)?;
-        let mut req = Req::new("set").sandbox(sandbox).key(key).value(b64(value)).create_opts(&opts);
+        let value = raw_bytes(value, opts.value_form)?;
+        let mut req = Req::new("set").sandbox(sandbox).key(key).value(b64(&value)).create_opts(&opts);
         req.verbose = Some(true);
         meta_of(&mut check(self.inner.call(req).await?)?)
     }
@@ -440,7 +444,7 @@ impl SessionStore for Client {
         let mut req = Req::new("migrate").sandbox(from).key(token).create_opts(&opts);
         req.to = Some(to);
         if let Some(v) = value {
-            req = req.value(b64(v));
+            req = req.value(b64(&raw_bytes(v, opts.value_form)?));
         }
         check_found(self.inner.call(req).await?)?.map(created_of).transpose()
     }

@@ -13,6 +13,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod json_text;
 mod limits;
 mod rng;
 mod secret;
@@ -36,7 +37,7 @@ pub use store::{
     SandboxStats, SessionId, SessionMeta, SessionStore, Stats, UpdateOutcome,
 };
 pub use token::{MAX_KEY_LEN, TOKEN_LEN, TOKEN_RANDOM_BYTES, Token, route_of, validate_key};
-pub use value::Value;
+pub use value::{Value, ValueForm};
 
 /// The longest accepted subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 256;

@@ -17,7 +17,7 @@ use crate::duration::DEFAULT_GRACE;
 use crate::error::Result;
 use crate::event::Counters;
 use crate::token::Token;
-use crate::value::Value;
+use crate::value::{Value, ValueForm};
 
 /// How a record is written: its lifetimes and its subject.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub struct CreateOptions {
     /// The user the session belongs to, for listing and revoking a user's
     /// sessions. Stored only as a keyed hash.
     pub subject: Option<String>,
+    /// The form the value is given in (default raw bytes). A store may keep
+    /// a value in its JSON form so, or turn it into raw bytes.
+    pub value_form: ValueForm,
 }
 
 impl CreateOptions {
@@ -55,6 +58,12 @@ impl CreateOptions {
     /// Sets the subject.
     pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
+        self
+    }
+
+    /// Sets the form the value is given in.
+    pub fn with_value_form(mut self, form: ValueForm) -> Self {
+        self.value_form = form;
         self
     }
 }
@@ -95,11 +104,21 @@ pub struct ResolveOptions {
     pub grace: Duration,
     /// Whether to slide the idle expiry.
     pub refresh: Refresh,
+    /// The form the caller can take the value in. With
+    /// [`ValueForm::Json`], a record kept in its JSON form is returned so,
+    /// untouched, and a raw one raw ([`Value::form`] says which); with
+    /// [`ValueForm::Raw`] (the default) values always come back raw.
+    pub value_form: ValueForm,
 }
 
 impl Default for ResolveOptions {
     fn default() -> Self {
-        ResolveOptions { rotate: Rotation::Never, grace: DEFAULT_GRACE, refresh: Refresh::No }
+        ResolveOptions {
+            rotate: Rotation::Never,
+            grace: DEFAULT_GRACE,
+            refresh: Refresh::No,
+            value_form: ValueForm::Raw,
+        }
     }
 }
 
@@ -129,6 +148,12 @@ impl ResolveOptions {
     /// Sets the refresh policy.
     pub fn with_refresh(mut self, refresh: Refresh) -> Self {
         self.refresh = refresh;
+        self
+    }
+
+    /// Sets the form the caller can take the value in.
+    pub fn with_value_form(mut self, form: ValueForm) -> Self {
+        self.value_form = form;
         self
     }
 }

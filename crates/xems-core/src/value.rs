@@ -1,8 +1,33 @@
-//! Plaintext values as they come out of a store.
+//! Plaintext values as they come out of a store, and the two forms a
+//! value can be kept in.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
+
+use crate::json_text;
+
+/// How a value's bytes are written.
+///
+/// Values are bytes ([`Raw`](Self::Raw)). A store may also keep a value in
+/// its [`Json`](Self::Json) form: the protocol server does, for values that
+/// arrive as JSON strings, so that a `get` copies the stored text into its
+/// answer instead of escaping it again (see `docs/DESIGN.md`, "Values in
+/// their wire form"). Which form a record is in is a property of the record;
+/// readers that do not ask for the JSON form always get raw bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ValueForm {
+    /// The bytes themselves.
+    #[default]
+    Raw,
+    /// UTF-8 text written as the inside of a JSON string literal (no
+    /// quotes), escaped exactly as `serde_json` escapes: `\"`, `\\`, `\b`,
+    /// `\f`, `\n`, `\r`, `\t`, `\u00xx` (lowercase hex) for the other control
+    /// characters, every other character as itself. Stores trust text given
+    /// in this form to be so (the protocol's decoder checks it); reading it
+    /// back raw fails cleanly, never panics, if it is not.
+    Json,
+}
 
 /// A plaintext value read from a store, zeroized when dropped.
 ///
@@ -18,10 +43,43 @@ use zeroize::Zeroizing;
 /// assert_eq!(parsed["user"], 42);
 /// ```
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Value(Zeroizing<Vec<u8>>);
+pub struct Value(Zeroizing<Vec<u8>>, ValueForm);
 
 impl Value {
-    /// The bytes.
+    /// A value in its [JSON form](ValueForm::Json): `text` is the inside of
+    /// a JSON string, escaped as `serde_json` escapes.
+    ///
+    /// ```
+    /// use xems_core::{Value, ValueForm};
+    ///
+    /// let v = Value::json_text(br#"{\"a\":1}"#.to_vec());
+    /// assert_eq!(v.form(), ValueForm::Json);
+    /// assert_eq!(v.into_raw().unwrap().as_bytes(), br#"{"a":1}"#);
+    /// ```
+    pub fn json_text(text: Vec<u8>) -> Self {
+        Value(Zeroizing::new(text), ValueForm::Json)
+    }
+
+    /// The form the bytes are in (raw unless a reader asked for the JSON
+    /// form and the store kept the value so).
+    pub fn form(&self) -> ValueForm {
+        self.1
+    }
+
+    /// The same value as raw bytes (unescaped if it was in its JSON form).
+    ///
+    /// # Errors
+    ///
+    /// The value claims the JSON form but is not the inside of a JSON
+    /// string ([`Error::Integrity`](crate::Error::Integrity)).
+    pub fn into_raw(self) -> crate::Result<Value> {
+        match self.1 {
+            ValueForm::Raw => Ok(self),
+            ValueForm::Json => json_text::unescape(&self.0).map(Value::from).ok_or(crate::Error::Integrity),
+        }
+    }
+
+    /// The bytes, in the value's [form](Self::form).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -55,6 +113,19 @@ impl Value {
     ///
     /// The bytes are not UTF-8 (the value is returned, still wiped on drop).
     pub fn into_string(self) -> Result<String, Value> {
+        let form = self.1;
+        String::from_utf8(self.into_vec()).map_err(|e| Value(Zeroizing::new(e.into_bytes()), form))
+    }
+
+    /// The bytes, moved (not copied) into a plain `Vec`: no longer wiped on
+    /// drop, the caller takes that over.
+    ///
+    /// ```
+    /// use xems_core::Value;
+    ///
+    /// assert_eq!(Value::from(b"hi".to_vec()).into_vec(), b"hi");
+    /// ```
+    pub fn into_vec(self) -> Vec<u8> {
         let mut shell = self.0;
         let bytes = std::mem::take(&mut *shell);
         // The shell now holds an empty `Vec` with no allocation: there is
@@ -63,7 +134,7 @@ impl Value {
         // AVX-512 store that costs ~90 ns on AMD Zen (measured: 5% of the
         // server's CPU per `get`). Nothing is leaked.
         std::mem::forget(shell);
-        String::from_utf8(bytes).map_err(|e| Value::from(e.into_bytes()))
+        bytes
     }
 
     /// Number of bytes.
@@ -82,7 +153,14 @@ impl Value {
     ///
     /// The value is not JSON of type `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.0)
+        match self.1 {
+            ValueForm::Raw => serde_json::from_slice(&self.0),
+            ValueForm::Json => {
+                let raw = json_text::unescape(&self.0)
+                    .ok_or_else(|| serde::de::Error::custom("the value is not the inside of a JSON string"))?;
+                serde_json::from_slice(&raw)
+            }
+        }
     }
 
     /// Serializes `v` as JSON into a value.
@@ -97,13 +175,13 @@ impl Value {
 
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
-        Value(Zeroizing::new(v))
+        Value(Zeroizing::new(v), ValueForm::Raw)
     }
 }
 
 impl From<Zeroizing<Vec<u8>>> for Value {
     fn from(v: Zeroizing<Vec<u8>>) -> Self {
-        Value(v)
+        Value(v, ValueForm::Raw)
     }
 }
 
@@ -115,6 +193,9 @@ impl AsRef<[u8]> for Value {
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Value({} bytes)", self.0.len())
+        match self.1 {
+            ValueForm::Raw => write!(f, "Value({} bytes)", self.0.len()),
+            ValueForm::Json => write!(f, "Value({} bytes, JSON form)", self.0.len()),
+        }
     }
 }

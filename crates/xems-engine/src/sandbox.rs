@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
+use xems_core::json_text::{self, RawBytes};
 use xems_core::{
     AtomicCounters, Clock, Counters, CreateOptions, Created, DEFAULT_TTL, Error, Event, EventKind, EventSink,
     IndexDigest, IndexKey, KeyDeriver, MAX_GRACE, MAX_SUBJECT_LEN, MAX_TTL, OpenError, Refresh, ResolveOptions,
-    Resolved, Result, SealKey, SessionId, SessionMeta, Timestamp, Token, UpdateOutcome, Value, cap_ttl, route_of,
-    validate_key,
+    Resolved, Result, SealKey, SessionId, SessionMeta, Timestamp, Token, UpdateOutcome, Value, ValueForm, cap_ttl,
+    route_of, validate_key,
 };
 use xems_locked::Locked;
 use zeroize::Zeroizing;
@@ -26,7 +27,8 @@ use base64::Engine as _;
 
 use crate::memo::{self, MemoKey};
 use crate::shard::{
-    Address, CasOutcome, Cx, FAMILY_PREFIX, Found, HintTarget, Lifetimes, MetaParts, Shard, WriteOutcome, ms_u32,
+    Address, CasOutcome, Cx, FAMILY_PREFIX, Found, HintTarget, Lifetimes, MetaParts, NewValue, Shard, WriteOutcome,
+    ms_u32,
 };
 use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
@@ -513,11 +515,36 @@ impl SandboxCore {
         error
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<()> {
-        if value.len() > self.limits.max_value_bytes {
-            return Err(self.refuse(Error::ValueTooLarge { size: value.len(), max: self.limits.max_value_bytes }));
+    /// The size limit is on the bytes a value stands for: its JSON form may
+    /// be longer (and is measured only when it is).
+    fn check_value(&self, value: &[u8], form: ValueForm) -> Result<()> {
+        let max = self.limits.max_value_bytes;
+        if value.len() <= max {
+            return Ok(());
+        }
+        let size = match form {
+            ValueForm::Json => json_text::raw_len(value).ok_or_else(|| {
+                Error::InvalidArgument("a value given in its JSON form is not the inside of a JSON string".into())
+            })?,
+            ValueForm::Raw => value.len(),
+        };
+        if size > max {
+            return Err(self.refuse(Error::ValueTooLarge { size, max }));
         }
         Ok(())
+    }
+
+    /// What a write stores of `value` (given in `form`), and in which form:
+    /// as given, except that an engine that journals keeps raw bytes only
+    /// (its journal and snapshots take raw bytes; converting here, once per
+    /// write, is what the journal would cost anyway).
+    fn stored<'v>(&self, value: &'v [u8], form: ValueForm) -> Result<(RawBytes<'v>, ValueForm)> {
+        self.check_value(value, form)?;
+        debug_assert!(form == ValueForm::Raw || json_text::raw_len(value).is_some(), "JSON-form text as promised");
+        if form == ValueForm::Json && self.engine.journal.is_some() {
+            return Ok((json_text::raw_bytes(value, form)?, ValueForm::Raw));
+        }
+        Ok((RawBytes::Borrowed(value), form))
     }
 
     /// Takes room for one record of `bytes` sealed bytes, evicting if the
@@ -587,20 +614,26 @@ impl SandboxCore {
         )
     }
 
-    fn open(&self, found: Found) -> Result<Resolved> {
+    /// Opens a record read under the lock, in the form the caller can take.
+    fn open(&self, found: Found, want: ValueForm) -> Result<Resolved> {
         let mut buf = found.sealed;
         self.keys.open_value(found.meta.family, found.meta.version, &mut buf).map_err(|_| Error::Integrity)?;
-        Ok(Resolved::new(Value::from(buf), found.token, found.outcome, self.meta(found.meta)))
+        let value = match found.form {
+            ValueForm::Json if want == ValueForm::Json => Value::json_text(buf),
+            ValueForm::Json => Value::json_text(buf).into_raw()?,
+            ValueForm::Raw => Value::from(buf),
+        };
+        Ok(Resolved::new(value, found.token, found.outcome, self.meta(found.meta)))
     }
 
     // ----- operations ------------------------------------------------------
 
     pub(crate) fn create(&self, value: &[u8], opts: &CreateOptions) -> Result<Created> {
-        self.check_value(value)?;
+        let (value, form) = self.stored(value, opts.value_form)?;
         let subject = opts.subject.as_deref().map(|s| self.subject_hash(s)).transpose()?;
         let life = self.lifetimes(self.engine.now(), opts.ttl, opts.absolute_ttl)?;
         let reservation = self.reserve(sealed_len(value.len()))?;
-        Ok(self.insert_new(value, life, subject, reservation))
+        Ok(self.insert_new(&value, form, life, subject, reservation))
     }
 
     /// Seals `value` as a new session under a fresh token, in room already
@@ -608,6 +641,7 @@ impl SandboxCore {
     fn insert_new(
         &self,
         value: &[u8],
+        form: ValueForm,
         life: Lifetimes,
         subject: Option<[u8; 16]>,
         reservation: Reservation<'_>,
@@ -623,7 +657,7 @@ impl SandboxCore {
             let slot = shard.next_slot();
             let (token, digest) = self.keys.mint(route, slot);
             let addr = Address { digest: digest.index(), fp: digest.fingerprint(), route, slot: Some(slot) };
-            let meta = shard.insert(&mut cx, &addr, sealed, value, life, subject);
+            let meta = shard.insert(&mut cx, &addr, sealed, NewValue { bytes: value, form }, life, subject);
             (token, meta)
         };
         reservation.commit();
@@ -648,12 +682,12 @@ impl SandboxCore {
         let mut cx = self.cx();
         let found = self.shard(addr.route).lock().resolve(&mut cx, &addr, opts);
         self.emit(cx);
-        found.map(|f| self.open(f)).transpose()
+        found.map(|f| self.open(f, opts.value_form)).transpose()
     }
 
     pub(crate) fn set(&self, key: &str, value: &[u8], opts: &CreateOptions) -> Result<SessionMeta> {
         validate_key(key)?;
-        self.check_value(value)?;
+        let (value, form) = self.stored(value, opts.value_form)?;
         let subject = opts.subject.as_deref().map(|s| self.subject_hash(s)).transpose()?;
         let now = self.engine.now();
         let life = self.lifetimes(now, opts.ttl, opts.absolute_ttl)?;
@@ -662,6 +696,7 @@ impl SandboxCore {
         for _ in 0..EVICTION_ROUNDS {
             let mut cx = self.cx_at(now);
             let new_family = self.next_family.fetch_add(1, Ordering::Relaxed);
+            let value = NewValue { bytes: &value, form };
             let outcome = self.shard(addr.route).lock().set(&mut cx, &addr, life, subject, value, new_family);
             self.emit(cx);
             match outcome? {
@@ -676,7 +711,7 @@ impl SandboxCore {
 
     pub(crate) fn update_if(&self, key: &str, expected: u64, value: &[u8]) -> Result<UpdateOutcome> {
         validate_key(key)?;
-        self.check_value(value)?;
+        self.check_value(value, ValueForm::Raw)?;
         let addr = self.address(key);
         let new_len = sealed_len(value.len());
         for _ in 0..EVICTION_ROUNDS {
@@ -737,16 +772,14 @@ impl SandboxCore {
         opts: &CreateOptions,
     ) -> Result<Option<Created>> {
         validate_key(token)?;
-        if let Some(v) = value {
-            to.check_value(v)?;
-        }
+        let value = value.map(|v| to.stored(v, opts.value_form)).transpose()?;
         let subject = opts.subject.as_deref().map(|s| to.subject_hash(s)).transpose()?;
         let life = to.lifetimes(to.engine.now(), opts.ttl, opts.absolute_ttl)?;
         let addr = self.address(token);
         // Room in the target is taken before the source is touched, so a full
         // target refuses the migration without losing the session.
-        let size = match value {
-            Some(v) => sealed_len(v.len()),
+        let size = match &value {
+            Some((v, _)) => sealed_len(v.len()),
             None => {
                 let mut cx = self.cx();
                 let len = self.shard(addr.route).lock().sealed_len(&mut cx, &addr);
@@ -762,17 +795,17 @@ impl SandboxCore {
         let taken = self.shard(addr.route).lock().take(&mut cx, &addr);
         self.emit(cx);
         let Some(taken) = taken else { return Ok(None) };
-        let plaintext: Zeroizing<Vec<u8>> = match value {
-            Some(v) => Zeroizing::new(v.to_vec()),
+        let (plaintext, form): (Zeroizing<Vec<u8>>, ValueForm) = match value {
+            Some((v, form)) => (Zeroizing::new(v.to_vec()), form),
             None => {
                 let mut buf = Zeroizing::new(taken.sealed);
                 self.keys.open_value(taken.family, taken.version, &mut buf).map_err(|_| Error::Integrity)?;
-                buf
+                (buf, taken.form)
             }
         };
         // A concurrent write may have changed the size since it was reserved.
         reservation.resize(sealed_len(plaintext.len()));
-        Ok(Some(to.insert_new(&plaintext, life, subject.or(taken.subject), reservation)))
+        Ok(Some(to.insert_new(&plaintext, form, life, subject.or(taken.subject), reservation)))
     }
 
     pub(crate) fn list_subject(&self, subject: &str) -> Result<Vec<SessionMeta>> {

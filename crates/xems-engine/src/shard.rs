@@ -30,7 +30,9 @@
 
 use hashbrown::HashMap;
 use smallvec::SmallVec;
-use xems_core::{Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token};
+use xems_core::{
+    Counters, EventKind, Fingerprint, Refresh, ResolveOptions, ResolveOutcome, Rotation, Token, ValueForm,
+};
 
 use crate::keyindex::{KeyIndex, digests_equal};
 use crate::persist::{Change, Image, Journal, Put, RetiredKey, Ticket};
@@ -47,6 +49,12 @@ const MAX_RETIRED: usize = 1024;
 /// In `Record::ttl_flags`: the current address is a caller key (it has an
 /// entry in `keys`). TTLs are at most five days, far below 2^31 ms.
 const CALLER_KEY: u32 = 1 << 31;
+/// In `Record::ttl_flags`: the value is kept in its JSON form
+/// ([`ValueForm::Json`]). Never set when the engine journals (the journal
+/// and snapshots take raw bytes; the sandbox converts before a write).
+const JSON_FORM: u32 = 1 << 30;
+/// The flag bits of `Record::ttl_flags`.
+const FLAGS: u32 = CALLER_KEY | JSON_FORM;
 
 /// Bytes of the family id prefix in a sealed value.
 pub(crate) const FAMILY_PREFIX: usize = 8;
@@ -72,7 +80,8 @@ struct Record {
     /// When the current token was minted (creation time until a rotation).
     token_born: u64,
     version: u32,
-    /// Idle TTL in ms, and the `CALLER_KEY` flag in the top bit.
+    /// Idle TTL in ms, and the `CALLER_KEY` and `JSON_FORM` flags in the
+    /// top bits.
     ttl_flags: u32,
     /// The one wheel bucket this record is validly registered in.
     wheel: BucketId,
@@ -88,16 +97,35 @@ impl Record {
     }
 
     fn ttl_ms(&self) -> u32 {
-        self.ttl_flags & !CALLER_KEY
+        self.ttl_flags & !FLAGS
     }
 
     fn set_ttl_ms(&mut self, ms: u32) {
-        self.ttl_flags = (self.ttl_flags & CALLER_KEY) | (ms & !CALLER_KEY);
+        self.ttl_flags = (self.ttl_flags & FLAGS) | (ms & !FLAGS);
+    }
+
+    fn form(&self) -> ValueForm {
+        if self.ttl_flags & JSON_FORM != 0 { ValueForm::Json } else { ValueForm::Raw }
+    }
+
+    fn set_form(&mut self, form: ValueForm) {
+        self.ttl_flags = (self.ttl_flags & !JSON_FORM) | form_flag(form);
     }
 
     fn caller_key(&self) -> bool {
         self.ttl_flags & CALLER_KEY != 0
     }
+}
+
+/// A value being written: its plaintext, in the form it is given in.
+#[derive(Clone, Copy)]
+pub(crate) struct NewValue<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) form: ValueForm,
+}
+
+fn form_flag(form: ValueForm) -> u32 {
+    if form == ValueForm::Json { JSON_FORM } else { 0 }
 }
 
 /// What a session has beyond a plain record.
@@ -154,6 +182,8 @@ pub(crate) struct MetaParts {
 pub(crate) struct Found {
     /// Copy of ciphertext || tag.
     pub(crate) sealed: Vec<u8>,
+    /// The form of the value sealed.
+    pub(crate) form: ValueForm,
     pub(crate) meta: MetaParts,
     pub(crate) token: Option<Token>,
     pub(crate) outcome: ResolveOutcome,
@@ -162,6 +192,7 @@ pub(crate) struct Found {
 /// A record taken out of a shard (for migration).
 pub(crate) struct Taken {
     pub(crate) sealed: Vec<u8>,
+    pub(crate) form: ValueForm,
     pub(crate) family: u64,
     pub(crate) version: u32,
     pub(crate) subject: Option<[u8; 16]>,
@@ -377,7 +408,13 @@ impl Shard {
 
     fn found(&self, slot: u32, token: Option<Token>, outcome: ResolveOutcome, capped: bool) -> Found {
         let r = self.records.get(slot).expect("found a live record");
-        Found { sealed: r.sealed[FAMILY_PREFIX..].to_vec(), meta: self.meta(slot, capped), token, outcome }
+        Found {
+            sealed: r.sealed[FAMILY_PREFIX..].to_vec(),
+            form: r.form(),
+            meta: self.meta(slot, capped),
+            token,
+            outcome,
+        }
     }
 
     fn extra_mut(&mut self, slot: u32) -> &mut Extra {
@@ -453,10 +490,11 @@ impl Shard {
         cx: &mut Cx<'_>,
         addr: &Address,
         sealed: Box<[u8]>,
-        value: &[u8],
+        value: NewValue<'_>,
         life: Lifetimes,
         subject: Option<[u8; 16]>,
     ) -> MetaParts {
+        debug_assert!(cx.journal.is_none() || value.form == ValueForm::Raw, "the journal takes raw values");
         let now = cx.now;
         let caller = addr.slot.is_none();
         let record = Record {
@@ -466,7 +504,7 @@ impl Shard {
             abs_deadline: life.abs_deadline,
             token_born: now,
             version: 1,
-            ttl_flags: (life.ttl_ms & !CALLER_KEY) | if caller { CALLER_KEY } else { 0 },
+            ttl_flags: (life.ttl_ms & !FLAGS) | if caller { CALLER_KEY } else { 0 } | form_flag(value.form),
             wheel: 0,
             extra: NO_EXTRA,
         };
@@ -491,7 +529,7 @@ impl Shard {
             key: addr.digest,
             caller_key: caller,
             version: 1,
-            value,
+            value: value.bytes,
             created_at: now,
             idle_deadline: meta.expires_at,
             abs_deadline: meta.abs_deadline,
@@ -671,19 +709,21 @@ impl Shard {
 
     /// Replaces the value of the record at `slot`, bumping its version.
     /// `None` if the sandbox has no room for the growth.
-    fn replace(&mut self, cx: &Cx<'_>, slot: u32, value: &[u8]) -> Result<Option<()>, xems_core::Error> {
+    fn replace(&mut self, cx: &Cx<'_>, slot: u32, value: NewValue<'_>) -> Result<Option<()>, xems_core::Error> {
+        debug_assert!(cx.journal.is_none() || value.form == ValueForm::Raw, "the journal takes raw values");
         let r = self.records.get_mut(slot).expect("replace a live record");
         let version = r
             .version
             .checked_add(1)
             .ok_or_else(|| xems_core::Error::InvalidArgument("record version counter exhausted".into()))?;
         let old_len = r.sealed.len();
-        let new_len = FAMILY_PREFIX + value.len() + xems_core::SealKey::TAG_LEN;
+        let new_len = FAMILY_PREFIX + value.bytes.len() + xems_core::SealKey::TAG_LEN;
         if new_len > old_len && !cx.sb.try_take(0, (new_len - old_len) as u64) {
             return Ok(None);
         }
-        r.sealed = cx.sb.keys.seal_value(r.family(), version, value);
+        r.sealed = cx.sb.keys.seal_value(r.family(), version, value.bytes);
         r.version = version;
+        r.set_form(value.form);
         if new_len < old_len {
             cx.sb.release(0, (old_len - new_len) as u64);
         }
@@ -718,7 +758,7 @@ impl Shard {
         addr: &Address,
         life: Lifetimes,
         subject: Option<[u8; 16]>,
-        value: &[u8],
+        value: NewValue<'_>,
         new_family: u64,
     ) -> Result<WriteOutcome, xems_core::Error> {
         match self.locate(cx, addr) {
@@ -738,18 +778,18 @@ impl Shard {
                 if let Some(subject) = subject {
                     self.set_subject(slot, subject);
                 }
-                self.log_replace(cx, slot, value);
+                self.log_replace(cx, slot, value.bytes);
                 Ok(WriteOutcome::Written(self.meta(slot, life.capped)))
             }
             Addr::Missing => {
-                let new_len = FAMILY_PREFIX + value.len() + xems_core::SealKey::TAG_LEN;
+                let new_len = FAMILY_PREFIX + value.bytes.len() + xems_core::SealKey::TAG_LEN;
                 if !cx.sb.try_take(1, new_len as u64) {
                     return Ok(WriteOutcome::Full);
                 }
                 // A token-shaped address that leads nowhere is stored as a
                 // caller key: the application chose it.
                 let key = Address { slot: None, ..*addr };
-                let sealed = cx.sb.keys.seal_value(new_family, 1, value);
+                let sealed = cx.sb.keys.seal_value(new_family, 1, value.bytes);
                 Ok(WriteOutcome::Written(self.insert(cx, &key, sealed, value, life, subject)))
             }
         }
@@ -790,7 +830,7 @@ impl Shard {
                 if u64::from(current) != expected {
                     return Ok(CasOutcome::Conflict(current));
                 }
-                if self.replace(cx, slot, value)?.is_none() {
+                if self.replace(cx, slot, NewValue { bytes: value, form: ValueForm::Raw })?.is_none() {
                     return Ok(CasOutcome::Full);
                 }
                 self.log_replace(cx, slot, value);
@@ -805,6 +845,7 @@ impl Shard {
         let r = self.records.get(slot).expect("live");
         let taken = Taken {
             sealed: r.sealed[FAMILY_PREFIX..].to_vec(),
+            form: r.form(),
             family: r.family(),
             version: r.version,
             subject: self.extra(slot).and_then(|x| x.subject),
@@ -956,6 +997,18 @@ impl Shard {
                 tracing::error!(sandbox = %sb.name, "a record failed to open while snapshotting; skipped");
                 continue;
             }
+            // Images hold raw bytes. (A journaling engine keeps no record in
+            // the JSON form; an image of one without a journal is a test's.)
+            let value = match r.form() {
+                ValueForm::Raw => value,
+                ValueForm::Json => match xems_core::json_text::unescape(&value) {
+                    Some(raw) => raw,
+                    None => {
+                        tracing::error!(sandbox = %sb.name, "a record's JSON form did not read back while snapshotting; skipped");
+                        continue;
+                    }
+                },
+            };
             let extra = self.extras.get(r.extra);
             let retired = extra.map_or_else(Vec::new, |x| {
                 x.retired
@@ -1003,7 +1056,7 @@ impl Shard {
         }
         let sealed = cx.sb.keys.seal_value(img.family, img.version, &img.value);
         let len = sealed.len();
-        let ttl = img.idle_ttl_ms & !CALLER_KEY;
+        let ttl = img.idle_ttl_ms & !FLAGS;
         let record = Record {
             key: img.key,
             sealed,

@@ -184,6 +184,85 @@ pub(crate) fn read_str(bytes: &[u8], open: usize) -> Option<(Cow<'_, [u8]>, usiz
     unescape(bytes, start, i)
 }
 
+/// A string's content as [`read_text`] finds it.
+pub(crate) enum Text<'a> {
+    /// Its escaped text, exactly as `serde_json` would write its content
+    /// (the value's JSON form: it can be copied into an answer as is).
+    Json(&'a [u8]),
+    /// Its content, unescaped: the line wrote it otherwise (`\/`, a `\u`
+    /// escape `serde_json` would not write, uppercase hex).
+    Raw(Cow<'a, [u8]>),
+}
+
+/// Reads the JSON string whose opening quote is `bytes[open]`, as
+/// [`read_str`] does, but keeps its escaped text when every escape in it is
+/// the one `serde_json` writes for that character; otherwise unescapes it.
+/// `None` where [`read_str`] gives up.
+pub(crate) fn read_text(bytes: &[u8], open: usize) -> Option<(Text<'_>, usize)> {
+    let start = open + 1;
+    let mut i = start;
+    // A word at a time, every mark of a word handled from the one load (as
+    // in `unescape`): a session value has an escape every few bytes.
+    'words: while let Some(w) = word(bytes, i) {
+        let mut m = marks(w);
+        while m != 0 {
+            let k = first(m);
+            match bytes[i + k] {
+                b'"' => return Some((Text::Json(&bytes[start..i + k]), i + k + 1)),
+                b'\\' => {
+                    let Some(len) = canonical_escape(bytes, i + k) else { break 'words };
+                    let next = k + len;
+                    if next >= 8 {
+                        i += next;
+                        continue 'words;
+                    }
+                    // The escaped bytes' marks go with the backslash's.
+                    m &= !0 << (8 * next);
+                }
+                _ => break 'words,
+            }
+        }
+        i += 8;
+    }
+    // Fewer than eight bytes left, or an escape the JSON form does not use.
+    loop {
+        match *bytes.get(i)? {
+            b'"' => return Some((Text::Json(&bytes[start..i]), i + 1)),
+            b'\\' => match canonical_escape(bytes, i) {
+                Some(len) => i += len,
+                None => break,
+            },
+            b if b < 0x20 => break,
+            _ => i += 1,
+        }
+    }
+    let (content, after) = read_str(bytes, open)?;
+    Some((Text::Raw(content), after))
+}
+
+/// The length of the escape at `bytes[i]` (a backslash) when it is the one
+/// `serde_json` writes for its character: `\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`, or `\u00xx` in lowercase hex for another control byte.
+fn canonical_escape(bytes: &[u8], i: usize) -> Option<usize> {
+    match *bytes.get(i + 1)? {
+        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        b'u' => {
+            let hex = bytes.get(i + 2..i + 6)?;
+            let digit = |d: u8| match d {
+                b'0'..=b'9' => Some(d - b'0'),
+                b'a'..=b'f' => Some(d - b'a' + 10),
+                _ => None,
+            };
+            if hex[..2] != *b"00" {
+                return None;
+            }
+            let byte = digit(hex[2])? << 4 | digit(hex[3])?;
+            (byte < 0x20 && ESCAPE[usize::from(byte)] == b'u').then_some(6)
+        }
+        _ => None,
+    }
+}
+
 /// The most an escaped string's first buffer holds beyond what precedes
 /// its first escape; it grows from there.
 const FIRST_ROOM: usize = 4096;
@@ -367,6 +446,43 @@ pub(crate) mod tests {
                 }
                 // Only `\u` escapes are left to serde_json.
                 None => prop_assert!(text.bytes().any(|b| ESCAPE[usize::from(b)] == b'u')),
+            }
+        }
+
+        /// What serde_json writes is kept in its JSON form, at every
+        /// alignment, followed by anything; the same text with an escape
+        /// serde_json would not write (`\/`, uppercase hex, `\u` for a
+        /// letter) is unescaped to the same content (or, for `\u`, left to
+        /// serde_json).
+        #[test]
+        fn keeps_what_serde_writes_in_its_json_form(
+            text in dense_text(),
+            prefix in 0usize..9,
+            tail in "[ ,}x\"]{0,12}",
+            other in prop_oneof![Just(r"\/"), Just(r"\u001F"), Just(r"\u0041")],
+        ) {
+            let mut line = vec![b' '; prefix];
+            serde_json::to_writer(&mut line, &text).unwrap();
+            let end = line.len();
+            line.extend_from_slice(tail.as_bytes());
+            let Some((Text::Json(kept), after)) = read_text(&line, prefix) else {
+                return Err(TestCaseError::fail("not kept in its JSON form"));
+            };
+            prop_assert_eq!(after, end);
+            prop_assert_eq!(kept, &line[prefix + 1..end - 1]);
+
+            line.truncate(end - 1);
+            line.extend_from_slice(other.as_bytes());
+            line.push(b'"');
+            match read_text(&line, prefix) {
+                Some((Text::Raw(content), after)) => {
+                    prop_assert_eq!(after, line.len());
+                    let expected: String = serde_json::from_slice(&line[prefix..]).unwrap();
+                    prop_assert_eq!(&content[..], expected.as_bytes());
+                }
+                Some((Text::Json(_), _)) => prop_assert!(false, "an escape serde_json does not write was kept"),
+                // As `read_str`, `\u` escapes are left to serde_json.
+                None => prop_assert!(line.windows(2).any(|w| w == br"\u")),
             }
         }
 

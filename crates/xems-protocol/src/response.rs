@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use xems_core::{ResolveOutcome, SessionId, SessionMeta, Stats, Timestamp};
+use zeroize::Zeroize;
 
 use crate::request::Id;
 
@@ -114,6 +115,13 @@ pub struct Response {
     /// `ping`: `"pong"`; `get` / `resolve`: the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// `data` already in its JSON form: the inside of a JSON string, escaped
+    /// as `serde_json` escapes ([`xems_core::ValueForm::Json`]), written
+    /// into the line as it is. A server sets it instead of `data` for a
+    /// value its store keeps in that form, so a `get` copies the value
+    /// instead of escaping it again. Never read from a line.
+    #[serde(skip)]
+    pub data_json: Option<Vec<u8>>,
     /// The token the client must use from now on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_token: Option<String>,
@@ -157,6 +165,7 @@ impl fmt::Debug for Response {
             .field("id", &self.id)
             .field("status", &self.status)
             .field("data", &self.data.as_ref().map(|d| format!("<{} bytes>", d.len())))
+            .field("data_json", &self.data_json.as_ref().map(|d| format!("<{} bytes>", d.len())))
             .field("new_token", &self.new_token.as_ref().map(|_| "<redacted>"))
             .field("error", &self.error)
             .field("code", &self.code)
@@ -195,6 +204,12 @@ impl Response {
         self
     }
 
+    /// Sets `data` from its JSON form (see [`Response::data_json`]).
+    pub fn with_data_json(mut self, text: Vec<u8>) -> Self {
+        self.data_json = Some(text);
+        self
+    }
+
     /// Sets `new_token`.
     pub fn with_new_token(mut self, token: impl Into<String>) -> Self {
         self.new_token = Some(token.into());
@@ -228,7 +243,23 @@ pub fn encode_response(response: &Response, out: &mut Vec<u8>) {
 
 fn encode_with_serde(response: &Response, out: &mut Vec<u8>) {
     let start = out.len();
-    if serde_json::to_writer(&mut *out, response).is_err() {
+    // A rare shape (with metadata, say) whose data is in its JSON form:
+    // serde writes text, so the form is read back first.
+    let mut plain = None;
+    let response = match &response.data_json {
+        None => response,
+        Some(text) => {
+            let mut copy = response.clone();
+            copy.data_json.zeroize();
+            copy.data = xems_core::json_text::unescape(text).map(|raw| String::from_utf8_lossy(&raw).into_owned());
+            plain.insert(copy)
+        }
+    };
+    let written = serde_json::to_writer(&mut *out, response);
+    if let Some(data) = plain.as_mut().and_then(|p| p.data.as_mut()) {
+        data.zeroize();
+    }
+    if written.is_err() {
         // Unreachable with these types (no maps with non-string keys, no
         // failing Serialize impls), but a line must be written whatever
         // happens: the peer matches responses by order.
@@ -246,6 +277,7 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
         id,
         status,
         data,
+        data_json,
         new_token,
         error,
         code,
@@ -276,6 +308,13 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
         Status::Ok => br#""status":"ok""#,
         Status::Error => br#""status":"error""#,
     });
+    debug_assert!(data.is_none() || data_json.is_none(), "data is set once");
+    if let Some(text) = data_json {
+        // Already escaped: copied between its quotes.
+        out.extend_from_slice(b",\"data\":\"");
+        out.extend_from_slice(text);
+        out.push(b'"');
+    }
     for (name, field) in
         [(&b",\"data\":"[..], data), (b",\"new_token\":", new_token), (b",\"error\":", error), (b",\"code\":", code)]
     {
@@ -329,6 +368,26 @@ mod tests {
             let mut out = Vec::new();
             encode_response(&r, &mut out);
             prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(serde_line(&r)).unwrap());
+        }
+    }
+
+    proptest! {
+        /// `data` given in its JSON form writes the line `data` as text
+        /// writes, on both paths (`exists` sends the line through serde).
+        #[test]
+        fn data_in_its_json_form_writes_the_same_line(
+            data in dense_text(),
+            token in proptest::option::of(dense_text()),
+            structured in any::<bool>(),
+        ) {
+            let quoted = serde_json::to_string(&data).unwrap();
+            let mut text = Response::ok().with_data(data);
+            let mut json = Response::ok().with_data_json(quoted.as_bytes()[1..quoted.len() - 1].to_vec());
+            for r in [&mut text, &mut json] {
+                r.new_token.clone_from(&token);
+                r.exists = structured.then_some(true);
+            }
+            prop_assert_eq!(line(&json), line(&text));
         }
     }
 

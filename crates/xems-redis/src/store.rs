@@ -70,6 +70,7 @@ use crate::builder::RedisStoreBuilder;
 use crate::conn::Conn;
 use crate::keys::{SandboxKeys, Secrets, b64};
 use crate::scripts::{SCRIPTS, code};
+use xems_core::json_text::raw_bytes;
 use xems_core::{LimitPolicy, ReusePolicy, SandboxLimits};
 
 /// How many times a write evicts (or sweeps) and tries again.
@@ -1441,8 +1442,12 @@ impl Inner {
 }
 
 impl SessionStore for RedisStore {
+    // Redis records hold raw bytes (their format has no form flag; every
+    // node must read them): a value given in its JSON form is read back to
+    // bytes first, and values always come back raw.
     async fn create(&self, sandbox: &str, value: &[u8], opts: CreateOptions) -> Result<Created> {
-        self.inner.create(sandbox, value, &opts).await
+        let value = raw_bytes(value, opts.value_form)?;
+        self.inner.create(sandbox, &value, &opts).await
     }
 
     async fn resolve(&self, sandbox: &str, token: &str, opts: ResolveOptions) -> Result<Option<Resolved>> {
@@ -1450,7 +1455,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
-        self.inner.set(sandbox, key, value, &opts).await
+        let value = raw_bytes(value, opts.value_form)?;
+        self.inner.set(sandbox, key, &value, &opts).await
     }
 
     async fn del(&self, sandbox: &str, key: &str) -> Result<bool> {
@@ -1482,7 +1488,8 @@ impl SessionStore for RedisStore {
         value: Option<&[u8]>,
         opts: CreateOptions,
     ) -> Result<Option<Created>> {
-        self.inner.migrate(from, token, to, value, &opts).await
+        let value = value.map(|v| raw_bytes(v, opts.value_form)).transpose()?;
+        self.inner.migrate(from, token, to, value.as_deref(), &opts).await
     }
 
     async fn list_subject(&self, sandbox: &str, subject: &str) -> Result<Vec<SessionMeta>> {

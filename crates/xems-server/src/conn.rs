@@ -15,7 +15,7 @@ use xems_protocol::{
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::handler::handle;
+use crate::handler::{handle, write};
 
 /// What every connection of a server shares.
 #[derive(Clone)]
@@ -124,17 +124,27 @@ impl<S: SessionStore> Session<'_, S> {
         true
     }
 
-    /// The answer to one line. The line stays in the batch (borrowed, not
-    /// moved through the nested futures) until the batch is done.
-    async fn answer(&mut self, pending: &mut Pending) -> Response {
+    /// Appends the answer to one line to `out`. The line stays in the batch
+    /// (borrowed, not moved through the nested futures) until the batch is
+    /// done.
+    async fn answer(&mut self, pending: &mut Pending, out: &mut Vec<u8>) {
         let req = match pending {
-            Pending::Answered(resp) => return std::mem::take(resp),
+            Pending::Answered(resp) => return write(std::mem::take(resp), out),
             Pending::Request(req) => req,
         };
+        if let Some(resp) = self.connection_answer(req) {
+            return write(resp, out);
+        }
+        handle(self.store, req, out).await;
+    }
+
+    /// The answer to a request the connection answers itself (`auth`, any
+    /// request before it, the test hooks), if it is one.
+    fn connection_answer(&mut self, req: &mut Request) -> Option<Response> {
         match &req.command {
             Command::Auth { token } => {
                 let id = req.id.take();
-                return match &self.cfg.auth_token {
+                return Some(match &self.cfg.auth_token {
                     None => Response::ok().with_id(id),
                     Some(expected) if bool::from(expected.as_slice().ct_eq(token.expose().as_bytes())) => {
                         self.authenticated = true;
@@ -145,31 +155,30 @@ impl<S: SessionStore> Session<'_, S> {
                         self.close = true;
                         Response::error("unauthorized", "wrong auth token").with_id(id)
                     }
-                };
+                });
             }
             _ if !self.authenticated => {
-                return Response::error(
-                    "unauthorized",
-                    "authenticate first: send {\"action\":\"auth\",\"token\":\"...\"}",
-                )
-                .with_id(req.id.take());
+                return Some(
+                    Response::error("unauthorized", "authenticate first: send {\"action\":\"auth\",\"token\":\"...\"}")
+                        .with_id(req.id.take()),
+                );
             }
             Command::DebugAdvanceClock { by } => {
                 if let Some(hooks) = &self.cfg.test_hooks {
                     hooks.advance(*by);
-                    return Response::ok().with_id(req.id.take());
+                    return Some(Response::ok().with_id(req.id.take()));
                 }
             }
             Command::DebugSweep => {
                 if let Some(hooks) = &self.cfg.test_hooks {
                     let n = hooks.sweep();
                     tracing::debug!(swept = n, "debug_sweep");
-                    return Response::ok().with_id(req.id.take());
+                    return Some(Response::ok().with_id(req.id.take()));
                 }
             }
             _ => {}
         }
-        handle(self.store, req).await
+        None
     }
 }
 
@@ -236,9 +245,7 @@ where
             // request is silently dropped.
             if let Some(frame) = lines.finish() {
                 let mut pending = session.decode(frame);
-                let resp = session.answer(&mut pending).await;
-                encode_response(&resp, &mut out);
-                forget(resp);
+                session.answer(&mut pending, &mut out).await;
             }
             writer.write_all(&out).await?;
             writer.flush().await?;
@@ -274,9 +281,7 @@ where
                     // rest of the batch is dropped, its secrets wiped).
                     break;
                 }
-                let resp = session.answer(pending).await;
-                encode_response(&resp, &mut out);
-                forget(resp);
+                session.answer(pending, &mut out).await;
                 if out.len() >= 1024 * 1024 {
                     writer.write_all(&out).await?;
                     wipe(&mut out);
@@ -312,16 +317,6 @@ where
 fn wipe(buf: &mut Vec<u8>) {
     buf.as_mut_slice().zeroize();
     buf.clear();
-}
-
-/// Drops an encoded response, zeroing the value and token it carried.
-fn forget(mut resp: Response) {
-    if let Some(data) = resp.data.as_mut() {
-        data.zeroize();
-    }
-    if let Some(token) = resp.new_token.as_mut() {
-        token.zeroize();
-    }
 }
 
 #[cfg(test)]

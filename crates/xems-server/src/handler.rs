@@ -1,38 +1,47 @@
 //! Turning one decoded request into one response, over any `SessionStore`.
 
 use base64::Engine as _;
+use xems_core::json_text::raw_bytes;
 use xems_core::{
     CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, UpdateOutcome,
-    Value,
+    Value, ValueForm,
 };
-use xems_protocol::{Command, Encoding, Outcome, Request, Response, RotateSpec, WireMeta};
+use xems_protocol::{Command, Encoding, Id, Outcome, Request, Response, RotateSpec, WireMeta, encode_response};
+use zeroize::Zeroize;
 
-/// Answers one request from `store`.
+/// Answers one request from `store`, appending the response line to `out`.
 ///
 /// This is the whole mapping from the wire to the [`SessionStore`] trait, so
 /// any backend can be served. The connection-level actions (`auth`,
 /// `debug_advance_clock`) are answered by the connection layer; given here,
 /// they get an error. The response's `id` is the request's.
 ///
-/// The request is borrowed: it is a few hundred bytes, and each move of it
-/// into a nested future was a copy; the caller drops it (wiping its key and
-/// value) when the batch is done.
-pub async fn handle<S: SessionStore>(store: &S, req: &Request) -> Response {
+/// The request is borrowed and the response encoded here, where it is
+/// built: each is a few hundred bytes, and each move of one into or out of
+/// a nested future was a copy. The caller drops the request (wiping its key
+/// and value) when the batch is done; the response is wiped once written.
+pub async fn handle<S: SessionStore>(store: &S, req: &Request, out: &mut Vec<u8>) {
     let Request { id, verbose, encoding, command, .. } = req;
     let action = command.action();
-    let mut response = match run(store, command, *verbose, *encoding).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(action, code = e.code(), "request failed");
-            Response::error(e.code(), e.to_string())
-        }
-    };
-    // Set in place: the response is moved enough on its way out.
-    response.id.clone_from(id);
-    response
+    if let Err(e) = run(store, command, *verbose, *encoding, id, out).await {
+        tracing::debug!(action, code = e.code(), "request failed");
+        write(Response::error(e.code(), e.to_string()).with_id(id.clone()), out);
+    }
 }
 
+/// Appends `response` as one line to `out`, then wipes the value and token
+/// it carried.
+pub(crate) fn write(mut response: Response, out: &mut Vec<u8>) {
+    encode_response(&response, out);
+    response.data.zeroize();
+    response.data_json.zeroize();
+    response.new_token.zeroize();
+}
+
+/// The options of a write of `value` (given in the form the request's
+/// decoder kept it in: see `docs/DESIGN.md`, "Values in their wire form").
 fn create_opts(
+    value: Option<&Value>,
     ttl: Option<std::time::Duration>,
     abs: Option<std::time::Duration>,
     subject: &Option<String>,
@@ -41,30 +50,45 @@ fn create_opts(
     o.ttl = ttl;
     o.absolute_ttl = abs;
     o.subject.clone_from(subject);
+    o.value_form = value.map_or(ValueForm::Raw, Value::form);
     o
 }
 
-/// The `data` text of a value in the requested encoding; `None` when the
-/// value is not UTF-8 and UTF-8 was asked for. UTF-8 text moves into the
+/// How every read asks for its value: in its JSON form when the store kept
+/// it so, since that is how it goes out.
+fn read_opts() -> ResolveOptions {
+    ResolveOptions::new().with_value_form(ValueForm::Json)
+}
+
+/// The response carrying a value in the requested encoding; an error when
+/// the value is not UTF-8 and UTF-8 was asked for. The value moves into the
 /// response without a copy (the connection wipes the response's text once
 /// it is encoded); what is not returned is wiped on drop.
-fn data_of(value: Value, encoding: Encoding) -> Option<String> {
-    match encoding {
-        Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(value.as_bytes())),
-        Encoding::Utf8 => value.into_string().ok(),
-    }
+fn with_value(value: Value, encoding: Encoding) -> Result<Response, Error> {
+    Ok(match (encoding, value.form()) {
+        (Encoding::Utf8, ValueForm::Json) => Response::ok().with_data_json(value.into_vec()),
+        (Encoding::Utf8, ValueForm::Raw) => match value.into_string() {
+            Ok(text) => Response::ok().with_data(text),
+            Err(_) => {
+                return Ok(Response::error(
+                    "not_utf8",
+                    "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
+                ));
+            }
+        },
+        (Encoding::Base64, _) => {
+            Response::ok().with_data(base64::engine::general_purpose::STANDARD.encode(value.into_raw()?.as_bytes()))
+        }
+    })
 }
 
 /// The response to a successful read: `data`, and `new_token` when the
 /// client must switch tokens (after a rotation, or on a grace hit).
-fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
-    let Some(data) = data_of(r.value, encoding) else {
-        return Response::error(
-            "not_utf8",
-            "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
-        );
-    };
-    let mut resp = Response::ok().with_data(data);
+fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Result<Response, Error> {
+    let mut resp = with_value(r.value, encoding)?;
+    if !resp.is_ok() {
+        return Ok(resp);
+    }
     if let Some(t) = &r.token {
         resp = resp.with_new_token(t.expose());
     }
@@ -72,36 +96,40 @@ fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Response {
         resp.outcome = Some(Outcome::from(r.outcome));
         resp.meta = Some(Box::new(WireMeta::from(&r.meta)));
     }
-    resp
+    Ok(resp)
 }
 
+/// Runs a command and writes its response with `id` to `out`; a store
+/// error is returned unwritten.
 async fn run<S: SessionStore>(
     store: &S,
     command: &Command,
     verbose: bool,
     encoding: Encoding,
-) -> Result<Response, Error> {
-    Ok(match command {
+    id: &Option<Id>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let mut response = match command {
         Command::Ping => Response::ok().with_data("pong"),
         Command::Set { sandbox, key, value, ttl, absolute_ttl, subject } => {
-            let meta =
-                store.set(sandbox, key.expose(), value.as_bytes(), create_opts(*ttl, *absolute_ttl, subject)).await?;
+            let opts = create_opts(Some(value), *ttl, *absolute_ttl, subject);
+            let meta = store.set(sandbox, key.expose(), value.as_bytes(), opts).await?;
             tracing::trace!(sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
             if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
         }
         Command::Get { sandbox, key, rotate, grace, ttl } => {
             let found = if *rotate {
-                let mut opts =
-                    ResolveOptions::new().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
+                let mut opts = read_opts().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
                 if let Some(ttl) = *ttl {
                     opts = opts.with_refresh(Refresh::To(ttl));
                 }
                 store.resolve(sandbox, key.expose(), opts).await?
             } else {
-                store.get(sandbox, key.expose()).await?
+                // `get` is a resolve with the default options.
+                store.resolve(sandbox, key.expose(), read_opts()).await?
             };
             match found {
-                Some(r) => resolved(r, encoding, verbose),
+                Some(r) => resolved(r, encoding, verbose)?,
                 None => Response::not_found(),
             }
         }
@@ -114,7 +142,8 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::CreateSession { sandbox, value, ttl, absolute_ttl, subject } => {
-            let created = store.create(sandbox, value.as_bytes(), create_opts(*ttl, *absolute_ttl, subject)).await?;
+            let created =
+                store.create(sandbox, value.as_bytes(), create_opts(Some(value), *ttl, *absolute_ttl, subject)).await?;
             Response::ok().with_new_token(created.token.expose()).with_meta(&created.meta)
         }
         Command::Resolve { sandbox, key, rotate, grace, ttl, refresh } => {
@@ -128,17 +157,15 @@ async fn run<S: SessionStore>(
                 (None, true) => Refresh::Idle,
                 (None, false) => Refresh::No,
             };
-            let opts = ResolveOptions::new()
-                .with_rotation(rotation)
-                .with_grace(grace.unwrap_or(DEFAULT_GRACE))
-                .with_refresh(refresh);
+            let opts =
+                read_opts().with_rotation(rotation).with_grace(grace.unwrap_or(DEFAULT_GRACE)).with_refresh(refresh);
             match store.resolve(sandbox, key.expose(), opts).await? {
-                Some(r) => resolved(r, encoding, true),
+                Some(r) => resolved(r, encoding, true)?,
                 None => Response::not_found(),
             }
         }
         Command::Migrate { sandbox, key, to, value, ttl, absolute_ttl, subject } => {
-            let opts = create_opts(*ttl, *absolute_ttl, subject);
+            let opts = create_opts(value.as_ref(), *ttl, *absolute_ttl, subject);
             match store.migrate(sandbox, key.expose(), to, value.as_ref().map(Value::as_bytes), opts).await? {
                 Some(c) => Response::ok().with_new_token(c.token.expose()).with_meta(&c.meta),
                 None => Response::not_found(),
@@ -154,7 +181,10 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::UpdateIf { sandbox, key, version, value } => {
-            match store.update_if(sandbox, key.expose(), *version, value.as_bytes()).await? {
+            // A compare-and-set takes raw bytes (one form for every backend;
+            // it is not on the hot path).
+            let value = raw_bytes(value.as_bytes(), value.form())?;
+            match store.update_if(sandbox, key.expose(), *version, &value).await? {
                 UpdateOutcome::Updated(meta) => Response::ok().with_meta(&meta),
                 UpdateOutcome::Conflict { current_version } => {
                     let mut resp = Response::error(
@@ -199,7 +229,10 @@ async fn run<S: SessionStore>(
         // protocol version is handled above.
         #[allow(unreachable_patterns)]
         other => Response::error("unknown_action", format!("action {:?} is not supported", other.action())),
-    })
+    };
+    response.id.clone_from(id);
+    write(response, out);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -209,8 +242,12 @@ mod tests {
 
     use super::*;
 
+    /// The response line to `line`, read back.
     async fn ask(store: &Engine, line: &str) -> Response {
-        handle(store, &decode_request(line.as_bytes()).expect("valid request")).await
+        let mut out = Vec::new();
+        handle(store, &decode_request(line.as_bytes()).expect("valid request"), &mut out).await;
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        serde_json::from_slice(&out).expect("a response line")
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xems_core::{
-    CreateOptions, Refresh, ResolveOptions, ResolveOutcome, Resolved, Rotation, SessionStore, UpdateOutcome,
+    CreateOptions, Refresh, ResolveOptions, ResolveOutcome, Resolved, Rotation, SessionStore, UpdateOutcome, Value,
+    ValueForm,
 };
 
 use crate::{Backend, Harness, Setup, stats};
@@ -592,6 +593,66 @@ pub async fn oversized_values_are_refused<B: Backend>() {
     let big = vec![b'x'; (10 << 20) + 1];
     let e = s.create("active", &big, CreateOptions::new()).await.unwrap_err();
     assert_eq!(e.code(), "value_too_large", "the default limit is 10 MiB");
+}
+
+/// What a reader that takes the JSON form may get for a value whose raw
+/// bytes are `raw`: the value in either form, as the backend keeps it.
+fn assert_same_value(got: &Value, raw: &[u8], what: &str) {
+    let as_raw = got.clone().into_raw().unwrap_or_else(|e| panic!("{what}: the JSON form reads back: {e}"));
+    assert_eq!(as_raw.as_bytes(), raw, "{what}: same value");
+    if got.form() == ValueForm::Json {
+        let quoted = serde_json::to_vec(std::str::from_utf8(raw).expect("JSON-form values are text")).unwrap();
+        assert_eq!(got.as_bytes(), &quoted[1..quoted.len() - 1], "{what}: the JSON form as serde_json writes it");
+    }
+}
+
+/// Values given in their JSON form (as the protocol server gives them)
+/// read back raw by default, in either form for a reader that takes the
+/// JSON form; the size limit is on the raw bytes.
+pub async fn values_in_their_json_form<B: Backend>() {
+    let h = start::<B>().await;
+    let s = h.store();
+    let raw = concat!("{\"user\":42,\"note\":\"a\\b\n\u{1}", marker!(), "\"}");
+    let text = serde_json::to_string(raw).unwrap();
+    let json = &text.as_bytes()[1..text.len() - 1];
+    let in_json = || CreateOptions::new().with_value_form(ValueForm::Json);
+    let takes_json = || ResolveOptions::new().with_value_form(ValueForm::Json);
+
+    s.set("active", "k", json, in_json()).await.unwrap();
+    let got = s.get("active", "k").await.unwrap().expect("set then get");
+    assert_eq!((got.value.form(), got.value.as_bytes()), (ValueForm::Raw, raw.as_bytes()), "raw by default");
+    let got = resolve(s, "active", "k", takes_json()).await.expect("live");
+    assert_same_value(&got.value, raw.as_bytes(), "get taking the JSON form");
+
+    let token = new_token(s, "active", json, in_json()).await;
+    let r = resolve(s, "active", &token, rotating(SEC).with_value_form(ValueForm::Json)).await.expect("live");
+    assert_same_value(&r.value, raw.as_bytes(), "rotating resolve");
+    let next = r.token.expect("rotated").expose().to_owned();
+    let moved = s.migrate("active", &next, "other", None, CreateOptions::new()).await.unwrap().expect("migrated");
+    let got = resolve(s, "other", moved.token.expose(), ResolveOptions::new()).await.expect("live");
+    assert_eq!(got.value.as_bytes(), raw.as_bytes(), "migration keeps the value");
+    let got = resolve(s, "other", moved.token.expose(), takes_json()).await.expect("live");
+    assert_same_value(&got.value, raw.as_bytes(), "migrated, taking the JSON form");
+    let moved = s.migrate("other", moved.token.expose(), "active", Some(json), in_json()).await.unwrap().unwrap();
+    let got = resolve(s, "active", moved.token.expose(), ResolveOptions::new()).await.expect("live");
+    assert_eq!(got.value.as_bytes(), raw.as_bytes(), "a new value in the JSON form on migration");
+
+    // A compare-and-set takes raw bytes; a raw value stays raw.
+    let version = s.get("active", "k").await.unwrap().unwrap().meta.version;
+    let outcome = s.update_if("active", "k", version, b"plain \"raw\"").await.unwrap();
+    assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
+    let got = resolve(s, "active", "k", takes_json()).await.expect("live");
+    assert_same_value(&got.value, b"plain \"raw\"", "after update_if");
+    s.set("active", "raw", V, CreateOptions::new()).await.unwrap();
+    let got = resolve(s, "active", "raw", takes_json()).await.expect("live");
+    assert_same_value(&got.value, V, "a raw value, taking the JSON form");
+
+    // 600 quotes: 1200 bytes in the JSON form, 600 raw, under the limit.
+    s.set("capped", "q", "\\\"".repeat(600).as_bytes(), in_json()).await.expect("the limit is on the raw bytes");
+    assert_eq!(s.get("capped", "q").await.unwrap().unwrap().value.as_bytes(), "\"".repeat(600).as_bytes());
+    let e = s.set("capped", "q", "\\n".repeat(1025).as_bytes(), in_json()).await.unwrap_err();
+    assert_eq!(e.code(), "value_too_large", "{e}");
+    assert!(e.to_string().contains("1025"), "the raw size is reported: {e}");
 }
 
 /// Expired records are never returned and their memory is reclaimed.

@@ -151,6 +151,7 @@ macro_rules! conformance_suite {
             limit_evicts_soonest_expiring,
             flooding_one_sandbox_spares_the_others,
             oversized_values_are_refused,
+            values_in_their_json_form,
             expired_records_are_reclaimed,
         );
     };

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use xems_core::{Clock, CreateOptions, ResolveOptions, ResolveOutcome};
+use xems_core::{Clock, CreateOptions, ResolveOptions, ResolveOutcome, ValueForm};
 use xems_testkit::logs::marked;
 
 fn scenario(compact: bool) {
@@ -134,4 +134,30 @@ fn many_restarts_and_compactions() {
     }
     // Old generations are removed by compaction and at open.
     assert!(vault_files(dir.path()).len() <= 3, "{:?}", vault_files(dir.path()));
+}
+
+/// A journaling engine keeps values given in their JSON form as raw bytes
+/// (the journal and snapshots take raw bytes): they restart as the values
+/// they stood for.
+#[test]
+fn values_given_in_their_json_form_restart_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = secret(3);
+    let clock = clock();
+    let in_json = || CreateOptions::new().with_value_form(ValueForm::Json);
+    let takes_json = ResolveOptions::new().with_value_form(ValueForm::Json);
+    let (vault, e1, _) = open(dir.path(), &s, &clock);
+    let active = e1.sandbox("active").unwrap();
+    active.set("k", br#"{\"a\":\"b\\c\n\u0001\"}"#, in_json()).unwrap();
+    let t = active.create(br#"\"quoted\""#, in_json()).unwrap().token;
+    let got = active.resolve("k", takes_json).unwrap().unwrap();
+    assert_eq!((got.value.form(), got.value.as_bytes()), (ValueForm::Raw, &b"{\"a\":\"b\\c\n\x01\"}"[..]));
+    vault.close().unwrap();
+    drop(e1);
+
+    let (_vault, e2, r) = open(dir.path(), &s, &clock);
+    assert_eq!(r.restored, 2, "{r:?}");
+    let active = e2.sandbox("active").unwrap();
+    assert_eq!(active.get("k").unwrap().unwrap().value.as_bytes(), b"{\"a\":\"b\\c\n\x01\"}");
+    assert_eq!(active.resolve(t.expose(), takes_json).unwrap().unwrap().value.as_bytes(), b"\"quoted\"");
 }

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::{Id, Millis, Raw, RawField, RawRotate};
-use crate::json::read_str;
+use crate::json::{Text, read_str, read_text};
 
 /// Reads `line` as a request object into `raw` (which starts empty), or
 /// returns `false` to leave the line to `serde_json` (`raw` may then hold
@@ -179,6 +179,21 @@ impl<'a> Scanner<'a> {
         Some(content)
     }
 
+    /// A `value` string: its escaped text when the line wrote it as
+    /// `serde_json` would (kept in that form: see `RawField::Json`),
+    /// otherwise its content.
+    fn value(&mut self) -> Option<RawField<'a>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let (text, after) = read_text(self.bytes(), self.at)?;
+        self.at = after;
+        Some(match text {
+            Text::Json(text) => RawField::Json(text),
+            Text::Raw(content) => RawField::Text(content),
+        })
+    }
+
     /// A string's content. Borrowed text is a slice of the line between
     /// ASCII quotes, so it is valid UTF-8; unescaped text is checked.
     fn string(&mut self) -> Option<Cow<'a, str>> {
@@ -225,7 +240,7 @@ impl<'a> Scanner<'a> {
             Field::Action => raw.action = Some(self.string()?),
             Field::Sandbox => raw.sandbox = Some(self.string()?),
             Field::Key => raw.key = Some(self.string()?),
-            Field::Value => raw.value = Some(RawField::Text(self.string_bytes()?)),
+            Field::Value => raw.value = Some(self.value()?),
             Field::Encoding => raw.encoding = Some(self.string()?),
             Field::Ttl => raw.ttl = Some(self.string()?),
             Field::AbsoluteTtl => raw.absolute_ttl = Some(self.string()?),
