@@ -98,6 +98,7 @@ impl LineBuffer {
     /// Drops the lines already returned (zeroing the bytes they vacate) and
     /// makes room for `additional` more bytes, growing by reallocation.
     fn make_room(&mut self, additional: usize) {
+        self.discard_overlong();
         if self.start > 0 {
             // Only the partial line is moved.
             let keep = self.buf.len() - self.start;
@@ -126,30 +127,46 @@ impl LineBuffer {
 
     /// The next complete frame, if one is buffered.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
-        match memchr::memchr(b'\n', &self.buf[self.scanned..]) {
-            Some(pos) => {
-                let end = self.scanned + pos;
-                let line_start = self.start;
-                self.start = end + 1;
-                self.scanned = self.start;
-                if let Some(dropped) = self.discarded.take() {
-                    return Some(Frame::TooLong { len: dropped + (end - line_start) });
-                }
-                Some(self.frame(line_start, end))
-            }
+        match step(&self.buf, &mut self.start, &mut self.scanned, &mut self.discarded) {
+            Some(span) => Some(span.frame(&self.buf, self.max)),
             None => {
-                self.scanned = self.buf.len();
-                let partial = self.buf.len() - self.start;
-                if partial > self.max {
-                    *self.discarded.get_or_insert(0) += partial;
-                    self.buf[self.start..].zeroize();
-                    self.buf.truncate(self.start);
-                    self.scanned = self.start;
-                    if self.buf.capacity() > 64 * 1024 {
-                        self.reallocate(self.buf.len().max(64 * 1024));
-                    }
-                }
+                self.discard_overlong();
                 None
+            }
+        }
+    }
+
+    /// Every complete frame buffered, one by one, all borrowed at once: a
+    /// batch of requests decoded from them can borrow their text (see
+    /// [`Secret`](crate::Secret)) until it is answered. A partial line
+    /// longer than the cap is dropped at the next [`input`](Self::input)
+    /// or [`extend`](Self::extend).
+    ///
+    /// ```
+    /// use xems_protocol::{Frame, LineBuffer};
+    ///
+    /// let mut lines = LineBuffer::new(64);
+    /// lines.extend(b"one\ntwo\nthr");
+    /// let frames: Vec<Frame<'_>> = lines.frames().collect();
+    /// assert_eq!(frames, [Frame::Line(b"one"), Frame::Line(b"two")]);
+    /// ```
+    pub fn frames(&mut self) -> Frames<'_> {
+        let LineBuffer { buf, start, scanned, max, discarded } = self;
+        Frames { buf, start, scanned, max: *max, discarded }
+    }
+
+    /// Drops the bytes of a partial line longer than the cap (counting
+    /// them), so a line without a newline never holds more than the cap
+    /// plus one read.
+    fn discard_overlong(&mut self) {
+        let partial = self.buf.len() - self.start;
+        if partial > self.max && self.scanned == self.buf.len() {
+            *self.discarded.get_or_insert(0) += partial;
+            self.buf[self.start..].zeroize();
+            self.buf.truncate(self.start);
+            self.scanned = self.start;
+            if self.buf.capacity() > 64 * 1024 {
+                self.reallocate(self.buf.len().max(64 * 1024));
             }
         }
     }
@@ -169,11 +186,68 @@ impl LineBuffer {
     }
 
     fn frame(&self, start: usize, end: usize) -> Frame<'_> {
-        let mut line = &self.buf[start..end];
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
+        frame_of(&self.buf, start, end, self.max)
+    }
+}
+
+/// The frame of `buf[start..end]` (a line without its `\n`).
+fn frame_of(buf: &[u8], start: usize, end: usize, max: usize) -> Frame<'_> {
+    let mut line = &buf[start..end];
+    if let [rest @ .., b'\r'] = line {
+        line = rest;
+    }
+    if line.len() > max { Frame::TooLong { len: line.len() } } else { Frame::Line(line) }
+}
+
+/// Where the next frame is.
+enum Span {
+    /// `buf[start..end]`.
+    Line(usize, usize),
+    /// A line of this many bytes, dropped.
+    TooLong(usize),
+}
+
+impl Span {
+    fn frame(self, buf: &[u8], max: usize) -> Frame<'_> {
+        match self {
+            Span::Line(start, end) => frame_of(buf, start, end, max),
+            Span::TooLong(len) => Frame::TooLong { len },
         }
-        if line.len() > self.max { Frame::TooLong { len: line.len() } } else { Frame::Line(line) }
+    }
+}
+
+/// Steps over the next complete frame of `buf`, if there is one.
+fn step(buf: &[u8], start: &mut usize, scanned: &mut usize, discarded: &mut Option<usize>) -> Option<Span> {
+    let Some(pos) = memchr::memchr(b'\n', &buf[*scanned..]) else {
+        *scanned = buf.len();
+        return None;
+    };
+    let end = *scanned + pos;
+    let line_start = *start;
+    *start = end + 1;
+    *scanned = end + 1;
+    Some(match discarded.take() {
+        Some(dropped) => Span::TooLong(dropped + (end - line_start)),
+        None => Span::Line(line_start, end),
+    })
+}
+
+/// The complete frames of a [`LineBuffer`], from [`LineBuffer::frames`].
+#[derive(Debug)]
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    start: &'a mut usize,
+    scanned: &'a mut usize,
+    max: usize,
+    discarded: &'a mut Option<usize>,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        let buf: &'a [u8] = self.buf;
+        step(buf, self.start, self.scanned, self.discarded).map(|span| span.frame(buf, self.max))
     }
 }
 
@@ -234,6 +308,32 @@ mod tests {
         }
         lb.extend(b"\n");
         assert_eq!(lb.next_frame(), Some(Frame::TooLong { len: 100 * 64 * 1024 }));
+    }
+
+    /// `frames` gives what `next_frame` gives, however the input is cut,
+    /// over-long lines included, and memory stays bounded the same way.
+    #[test]
+    fn frames_are_next_frame_all_borrowed_at_once() {
+        let data: &[u8] = b"one\ntwo\r\n\nthree-is-too-long\nfour-and-more-and-more\nfive\nsix";
+        for step in 1..data.len() {
+            let chunks: Vec<&[u8]> = data.chunks(step).collect();
+            let mut lb = LineBuffer::new(10);
+            let mut got = Vec::new();
+            for c in &chunks {
+                lb.input(c.len()).extend_from_slice(c);
+                let frames: Vec<Frame<'_>> = lb.frames().collect();
+                got.extend(frames.iter().map(|f| match f {
+                    Frame::Line(l) => Ok(l.to_vec()),
+                    Frame::TooLong { len } => Err(*len),
+                }));
+                assert!(lb.buf.len() <= 10 + 2 * step, "step {step}: bounded");
+            }
+            got.extend(lb.finish().map(|f| match f {
+                Frame::Line(l) => Ok(l.to_vec()),
+                Frame::TooLong { len } => Err(len),
+            }));
+            assert_eq!(got, collect(10, &chunks), "step {step}");
+        }
     }
 
     /// Reading through `input` gives the frames `extend` gives, and keeps

@@ -22,12 +22,14 @@ mod error;
 mod json;
 mod request;
 mod response;
+mod text;
 mod wipe;
 
-pub use codec::{DEFAULT_MAX_LINE, Frame, LineBuffer};
+pub use codec::{DEFAULT_MAX_LINE, Frame, Frames, LineBuffer};
 pub use error::{DecodeError, RequestError};
 pub use request::{Command, Encoding, Id, Request, RotateSpec, decode_request};
 pub use response::{Outcome, Response, Status, WireMeta, encode_response};
+pub use text::{Secret, ValueText};
 
 /// Every action name the protocol knows, in documentation order.
 pub const ACTIONS: &[&str] = &[
@@ -62,7 +64,8 @@ pub fn fuzz_entry(data: &[u8]) -> usize {
     // Feed in uneven chunks so the splitter's state machine is exercised too.
     for chunk in data.chunks(97) {
         lines.extend(chunk);
-        while let Some(frame) = lines.next_frame() {
+        // As the server takes them: every frame of a read borrowed at once.
+        for frame in lines.frames() {
             answer_frame(frame, &mut out);
             answered += 1;
         }

@@ -16,9 +16,10 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
-use xems_core::{MAX_GRACE, SessionId, Token, Value, parse_duration};
+use xems_core::{MAX_GRACE, SessionId, parse_duration};
 
 use crate::error::{DecodeError, RequestError};
+use crate::text::{Secret, ValueText};
 
 mod scan;
 
@@ -90,10 +91,11 @@ pub enum RotateSpec {
     OlderThan(Duration),
 }
 
-/// One decoded request.
+/// One decoded request, borrowing its text from the line it was decoded
+/// from (see [`Secret`]).
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Request {
+pub struct Request<'a> {
     /// The id to echo, if the client sent one.
     pub id: Option<Id>,
     /// `"verbose": true`: host actions answer with the extension fields too
@@ -102,37 +104,37 @@ pub struct Request {
     /// How `value` was encoded and how `data` must be.
     pub encoding: Encoding,
     /// What to do.
-    pub command: Command,
+    pub command: Command<'a>,
 }
 
-/// What a request asks for. Keys, tokens and values are held in their
-/// zeroizing, redacted-`Debug` types from `xems-core`.
+/// What a request asks for. Keys, tokens and values are held in redacted-
+/// `Debug` types that borrow from the line ([`Secret`], [`ValueText`]).
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Command {
+pub enum Command<'a> {
     /// `ping`: answers `"pong"`.
     Ping,
     /// `set`: writes a value under a caller key.
     Set {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Caller key or token.
-        key: Token,
+        key: Secret<'a>,
         /// The value.
-        value: Value,
+        value: ValueText<'a>,
         /// Idle TTL (store default 15 minutes when absent).
         ttl: Option<Duration>,
         /// Absolute lifetime.
         absolute_ttl: Option<Duration>,
         /// Subject (user id).
-        subject: Option<String>,
+        subject: Option<Cow<'a, str>>,
     },
     /// `get`: reads a value; with `rotate`, rotates the token.
     Get {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Caller key or token.
-        key: Token,
+        key: Secret<'a>,
         /// Rotate atomically and answer the successor in `new_token`.
         rotate: bool,
         /// Grace period of the rotated-away token (default 1000 ms).
@@ -143,29 +145,29 @@ pub enum Command {
     /// `del`: deletes a record and every token of its session.
     Del {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Caller key or token.
-        key: Token,
+        key: Secret<'a>,
     },
     /// `create_session`: creates a session and mints its token.
     CreateSession {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// The value.
-        value: Value,
+        value: ValueText<'a>,
         /// Idle TTL.
         ttl: Option<Duration>,
         /// Absolute lifetime.
         absolute_ttl: Option<Duration>,
         /// Subject (user id).
-        subject: Option<String>,
+        subject: Option<Cow<'a, str>>,
     },
     /// `resolve`: resolves a token, with the full set of options.
     Resolve {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// The token.
-        key: Token,
+        key: Secret<'a>,
         /// Rotation policy.
         rotate: RotateSpec,
         /// Grace period.
@@ -178,69 +180,69 @@ pub enum Command {
     /// `migrate`: moves a session into another sandbox under a new token.
     Migrate {
         /// Source namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// The token.
-        key: Token,
+        key: Secret<'a>,
         /// Destination namespace.
-        to: String,
+        to: Cow<'a, str>,
         /// Replacement value.
-        value: Option<Value>,
+        value: Option<ValueText<'a>>,
         /// Idle TTL in the destination.
         ttl: Option<Duration>,
         /// Absolute lifetime in the destination.
         absolute_ttl: Option<Duration>,
         /// Subject (kept from the source when absent).
-        subject: Option<String>,
+        subject: Option<Cow<'a, str>>,
     },
     /// `touch`: slides the idle expiry.
     Touch {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Key or token.
-        key: Token,
+        key: Secret<'a>,
         /// New idle TTL.
         ttl: Option<Duration>,
     },
     /// `exists`: whether a key or token resolves.
     Exists {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Key or token.
-        key: Token,
+        key: Secret<'a>,
     },
     /// `update_if`: compare-and-set on the version.
     UpdateIf {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Key or token.
-        key: Token,
+        key: Secret<'a>,
         /// The version the caller read.
         version: u64,
         /// The new value.
-        value: Value,
+        value: ValueText<'a>,
     },
     /// `list_subject`: the live sessions of a subject.
     ListSubject {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Subject.
-        subject: String,
+        subject: Cow<'a, str>,
     },
     /// `revoke_subject`: revokes every session of a subject.
     RevokeSubject {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Subject.
-        subject: String,
+        subject: Cow<'a, str>,
         /// A token whose session is spared.
-        except: Option<Token>,
+        except: Option<Secret<'a>>,
     },
     /// `revoke_session`: revokes one session of a subject by public id.
     RevokeSession {
         /// Namespace.
-        sandbox: String,
+        sandbox: Cow<'a, str>,
         /// Subject.
-        subject: String,
+        subject: Cow<'a, str>,
         /// The session's public id.
         session_id: SessionId,
     },
@@ -249,7 +251,7 @@ pub enum Command {
     /// `auth`: the network handshake.
     Auth {
         /// The shared token.
-        token: Token,
+        token: Secret<'a>,
     },
     /// `debug_advance_clock`: test-only, accepted only by a server started
     /// with `--unsafe-test-clock`.
@@ -262,7 +264,7 @@ pub enum Command {
     DebugSweep,
 }
 
-impl Command {
+impl Command<'_> {
     /// The action name of this command.
     pub fn action(&self) -> &'static str {
         match self {
@@ -298,7 +300,7 @@ impl Command {
             | Command::Migrate { sandbox, key, .. }
             | Command::Touch { sandbox, key, .. }
             | Command::Exists { sandbox, key }
-            | Command::UpdateIf { sandbox, key, .. } => Some((sandbox, key.expose())),
+            | Command::UpdateIf { sandbox, key, .. } => Some((sandbox.as_ref(), key.expose())),
             _ => None,
         }
     }
@@ -499,7 +501,7 @@ struct IdOnly {
 /// assert_eq!(err.kind.code(), "bad_request");
 /// assert_eq!(err.id, Some(xems_protocol::Id::Str("a1".into())));
 /// ```
-pub fn decode_request(line: &[u8]) -> Result<Request, RequestError> {
+pub fn decode_request(line: &[u8]) -> Result<Request<'_>, RequestError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty.into());
     }
@@ -526,7 +528,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, RequestError> {
     }
 }
 
-fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), DecodeError> {
+fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command<'a>), DecodeError> {
     let action = raw.action.as_deref().ok_or(DecodeError::MissingAction)?;
     let encoding = match raw.encoding.as_deref() {
         None | Some("utf8") | Some("utf-8") => Encoding::Utf8,
@@ -539,9 +541,17 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
         }
     };
     let action = static_action(action)?;
-    let value = raw.value.take();
+    let mut f = Fields {
+        line,
+        action,
+        encoding,
+        value: raw.value.take(),
+        sandbox: raw.sandbox.take(),
+        key: raw.key.take(),
+        subject: raw.subject.take(),
+        to: raw.to.take(),
+    };
     let raw = &*raw;
-    let mut f = Fields { raw, line, value, action, encoding };
     let command = match f.action {
         "ping" => Command::Ping,
         "set" => Command::Set {
@@ -550,7 +560,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
             value: f.value()?,
             ttl: f.duration("ttl", raw.ttl.as_deref())?,
             absolute_ttl: f.duration("absolute_ttl", raw.absolute_ttl.as_deref())?,
-            subject: raw.subject.as_deref().map(str::to_owned),
+            subject: f.subject.take(),
         },
         "get" => {
             let rotate = match &raw.rotate {
@@ -567,7 +577,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
                 sandbox: f.sandbox()?,
                 key: f.key()?,
                 rotate,
-                grace: f.grace()?,
+                grace: f.grace(raw.grace_period)?,
                 ttl: f.duration("ttl", raw.ttl.as_deref())?,
             }
         }
@@ -577,7 +587,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
             value: f.value()?,
             ttl: f.duration("ttl", raw.ttl.as_deref())?,
             absolute_ttl: f.duration("absolute_ttl", raw.absolute_ttl.as_deref())?,
-            subject: raw.subject.as_deref().map(str::to_owned),
+            subject: f.subject.take(),
         },
         "resolve" => {
             let rotate = match &raw.rotate {
@@ -589,7 +599,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
                 sandbox: f.sandbox()?,
                 key: f.key()?,
                 rotate,
-                grace: f.grace()?,
+                grace: f.grace(raw.grace_period)?,
                 ttl: f.duration("ttl", raw.ttl.as_deref())?,
                 refresh: raw.refresh.unwrap_or(false),
             }
@@ -597,11 +607,14 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
         "migrate" => Command::Migrate {
             sandbox: f.sandbox()?,
             key: f.key()?,
-            to: f.required("to", raw.to.as_deref())?.to_owned(),
+            to: {
+                let to = f.to.take();
+                f.required("to", to)?
+            },
             value: f.optional_value()?,
             ttl: f.duration("ttl", raw.ttl.as_deref())?,
             absolute_ttl: f.duration("absolute_ttl", raw.absolute_ttl.as_deref())?,
-            subject: raw.subject.as_deref().map(str::to_owned),
+            subject: f.subject.take(),
         },
         "touch" => Command::Touch { sandbox: f.sandbox()?, key: f.key()?, ttl: f.duration("ttl", raw.ttl.as_deref())? },
         "exists" => Command::Exists { sandbox: f.sandbox()?, key: f.key()? },
@@ -615,7 +628,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
         "revoke_subject" => Command::RevokeSubject {
             sandbox: f.sandbox()?,
             subject: f.subject()?,
-            except: raw.except.as_deref().map(|t| Token::from_string(t.to_owned())),
+            except: raw.except.clone().map(Secret::new),
         },
         "revoke_session" => Command::RevokeSession {
             sandbox: f.sandbox()?,
@@ -628,7 +641,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
             })?,
         },
         "stats" => Command::Stats,
-        "auth" => Command::Auth { token: Token::from_string(f.required("token", raw.token.as_deref())?.to_owned()) },
+        "auth" => Command::Auth { token: Secret::new(f.required("token", raw.token.clone())?) },
         "debug_advance_clock" => Command::DebugAdvanceClock {
             by: Duration::from_millis(raw.by_ms.ok_or(DecodeError::MissingField { action: f.action, field: "by_ms" })?),
         },
@@ -638,7 +651,7 @@ fn build<'a>(raw: &mut Raw<'a>, line: &'a str) -> Result<(Encoding, Command), De
     Ok((encoding, command))
 }
 
-fn unreachable_action(action: &str) -> Result<Command, DecodeError> {
+fn unreachable_action(action: &str) -> Result<Command<'static>, DecodeError> {
     // `static_action` only returns names from `ACTIONS`, all matched above.
     Err(DecodeError::UnknownAction(action.to_owned()))
 }
@@ -655,40 +668,46 @@ fn truncate(s: &str) -> Cow<'_, str> {
     if s.chars().count() <= 64 { Cow::Borrowed(s) } else { Cow::Owned(s.chars().take(64).collect::<String>() + "...") }
 }
 
-struct Fields<'r, 'a> {
-    raw: &'r Raw<'a>,
+/// The fields a command moves out of `Raw` (borrowed text moves; nothing
+/// is copied), and what the other fields are read with.
+struct Fields<'a> {
     /// The whole line, to read an object or array value again.
     line: &'a str,
-    /// The `value`, taken out of `raw` so its text moves instead of being
-    /// copied (taken by the one command that uses it).
-    value: Option<RawField<'a>>,
     action: &'static str,
     encoding: Encoding,
+    value: Option<RawField<'a>>,
+    sandbox: Option<Cow<'a, str>>,
+    key: Option<Cow<'a, str>>,
+    subject: Option<Cow<'a, str>>,
+    to: Option<Cow<'a, str>>,
 }
 
-impl Fields<'_, '_> {
-    fn required<'s>(&self, field: &'static str, v: Option<&'s str>) -> Result<&'s str, DecodeError> {
+impl<'a> Fields<'a> {
+    fn required<T>(&self, field: &'static str, v: Option<T>) -> Result<T, DecodeError> {
         v.ok_or(DecodeError::MissingField { action: self.action, field })
     }
 
-    fn sandbox(&self) -> Result<String, DecodeError> {
-        self.required("sandbox", self.raw.sandbox.as_deref()).map(str::to_owned)
+    fn sandbox(&mut self) -> Result<Cow<'a, str>, DecodeError> {
+        let v = self.sandbox.take();
+        self.required("sandbox", v)
     }
 
-    fn key(&self) -> Result<Token, DecodeError> {
-        self.required("key", self.raw.key.as_deref()).map(|k| Token::from_string(k.to_owned()))
+    fn key(&mut self) -> Result<Secret<'a>, DecodeError> {
+        let v = self.key.take();
+        self.required("key", v).map(Secret::new)
     }
 
-    fn subject(&self) -> Result<String, DecodeError> {
-        self.required("subject", self.raw.subject.as_deref()).map(str::to_owned)
+    fn subject(&mut self) -> Result<Cow<'a, str>, DecodeError> {
+        let v = self.subject.take();
+        self.required("subject", v)
     }
 
     fn duration(&self, field: &'static str, v: Option<&str>) -> Result<Option<Duration>, DecodeError> {
         v.map(|s| parse_duration(s).map_err(|source| DecodeError::Duration { field, source })).transpose()
     }
 
-    fn grace(&self) -> Result<Option<Duration>, DecodeError> {
-        match self.raw.grace_period.map(|m| m.0) {
+    fn grace(&self, grace_period: Option<Millis>) -> Result<Option<Duration>, DecodeError> {
+        match grace_period.map(|m| m.0) {
             None => Ok(None),
             Some(ms) if Duration::from_millis(ms) > MAX_GRACE => Err(DecodeError::InvalidField {
                 field: "grace_period",
@@ -698,22 +717,22 @@ impl Fields<'_, '_> {
         }
     }
 
-    fn value(&mut self) -> Result<Value, DecodeError> {
+    fn value(&mut self) -> Result<ValueText<'a>, DecodeError> {
         self.optional_value()?.ok_or(DecodeError::MissingField { action: self.action, field: "value" })
     }
 
-    fn optional_value(&mut self) -> Result<Option<Value>, DecodeError> {
+    fn optional_value(&mut self) -> Result<Option<ValueText<'a>>, DecodeError> {
         let Some(field) = self.value.take() else { return Ok(None) };
         let bad = |reason: &str| DecodeError::InvalidField { field: "value", reason: reason.to_owned() };
         let bytes = match (field, self.encoding) {
-            (RawField::Json(text), Encoding::Utf8) => return Ok(Some(Value::json_text(text.to_vec()))),
+            (RawField::Json(text), Encoding::Utf8) => return Ok(Some(ValueText::json(text))),
+            (RawField::Text(s), Encoding::Utf8) => return Ok(Some(ValueText::raw(s))),
             // Base64 has no characters to escape: text in the JSON form
             // with an escape is not base64, and is refused as it would be
             // unescaped.
             (RawField::Json(s), Encoding::Base64) => base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|_| bad("not valid base64 (standard alphabet, padded)"))?,
-            (RawField::Text(s), Encoding::Utf8) => s.into_owned(),
             (RawField::Text(s), Encoding::Base64) => base64::engine::general_purpose::STANDARD
                 .decode(&s)
                 .map_err(|_| bad("not valid base64 (standard alphabet, padded)"))?,
@@ -728,7 +747,7 @@ impl Fields<'_, '_> {
                 return Err(bad("expected a string, or a JSON object or array (stored as its compact text)"));
             }
         };
-        Ok(Some(Value::from(bytes)))
+        Ok(Some(ValueText::raw(Cow::Owned(bytes))))
     }
 }
 
@@ -792,8 +811,8 @@ mod tests {
         assert_eq!(sandbox, "otp-pending");
         assert_eq!(key.expose(), "9f0c");
         assert_eq!(value.form(), ValueForm::Json, "kept as the line wrote it");
-        assert_eq!(value.as_str().unwrap(), r#"{\"email\":\"u@e.x\",\"mfa_verified\":false}"#);
-        assert_eq!(value.into_raw().unwrap().as_str().unwrap(), r#"{"email":"u@e.x","mfa_verified":false}"#);
+        assert_eq!(value.as_bytes(), br#"{\"email\":\"u@e.x\",\"mfa_verified\":false}"#);
+        assert_eq!(value.to_value().into_raw().unwrap().as_bytes(), br#"{"email":"u@e.x","mfa_verified":false}"#);
         assert_eq!(ttl, Some(Duration::from_secs(900)));
 
         let req = decode_request(
@@ -817,11 +836,11 @@ mod tests {
             decode_request(br#"{"action":"set","sandbox":"s","key":"k","value":{ "a" : [1, 2], "s":"x y\" z" }}"#)
                 .unwrap();
         let Command::Set { value, .. } = req.command else { panic!() };
-        assert_eq!(value.as_str().unwrap(), r#"{"a":[1,2],"s":"x y\" z"}"#);
+        assert_eq!(value.as_bytes(), br#"{"a":[1,2],"s":"x y\" z"}"#);
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":12}"#), "bad_request");
         let req = decode_request(br#"{"value":[ 1, {"a" : "b"} ],"action":"set","sandbox":"s","key":"k"}"#).unwrap();
         let Command::Set { value, .. } = req.command else { panic!() };
-        assert_eq!(value.as_str().unwrap(), r#"[1,{"a":"b"}]"#);
+        assert_eq!(value.as_bytes(), br#"[1,{"a":"b"}]"#);
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":true}"#), "bad_request");
         assert_eq!(code(br#"{"action":"set","sandbox":"s","key":"k","value":{},"encoding":"base64"}"#), "bad_request");
     }

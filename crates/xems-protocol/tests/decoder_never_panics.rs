@@ -138,7 +138,7 @@ proptest! {
             prop_assert_eq!(got.form(), xems_core::ValueForm::Json);
             prop_assert_eq!(got.as_bytes(), text.as_bytes());
         }
-        let raw = got.into_raw().unwrap();
+        let raw = got.to_value().into_raw().unwrap();
         prop_assert_eq!(raw.as_bytes(), value.as_bytes());
     }
 
@@ -165,7 +165,7 @@ proptest! {
                 // The JSON form is kept only for text serde_json would write.
                 let canonical = serde_json::to_string(&text).unwrap();
                 prop_assert_eq!(value.form() == xems_core::ValueForm::Json, canonical[1..canonical.len() - 1] == body);
-                let raw = value.into_raw().unwrap();
+                let raw = value.to_value().into_raw().unwrap();
                 prop_assert_eq!(raw.as_bytes(), text.as_bytes());
             }
             (Err(_), Err(_)) => {}

@@ -62,10 +62,11 @@ struct Session<'a, S> {
     close: bool,
 }
 
-/// A line of a batch, decoded: a request to run, or the answer already
-/// known (a line that is too long or not a valid request).
-enum Pending {
-    Request(Request),
+/// A line of a batch, decoded: a request to run (borrowing its text from
+/// the line), or the answer already known (a line that is too long or not
+/// a valid request).
+enum Pending<'a> {
+    Request(Request<'a>),
     Answered(Response),
 }
 
@@ -82,7 +83,7 @@ const READ_SIZE: usize = 32 * 1024;
 const WINDOW: usize = 32;
 
 impl<S: SessionStore> Session<'_, S> {
-    fn decode(&self, frame: Frame<'_>) -> Pending {
+    fn decode<'a>(&self, frame: Frame<'a>) -> Pending<'a> {
         match frame {
             Frame::TooLong { len } => {
                 tracing::warn!(len, max = self.cfg.max_line, "line too long");
@@ -106,7 +107,7 @@ impl<S: SessionStore> Session<'_, S> {
     /// [`serve_connection`]). Not before authentication: an unauthenticated
     /// client makes the store do nothing. Returns whether it hinted any
     /// address (`auth`, `ping` and `stats` have none).
-    fn hint(&self, batch: &[Pending]) -> bool {
+    fn hint(&self, batch: &[Pending<'_>]) -> bool {
         if !self.authenticated {
             return false;
         }
@@ -127,7 +128,7 @@ impl<S: SessionStore> Session<'_, S> {
     /// Appends the answer to one line to `out`. The line stays in the batch
     /// (borrowed, not moved through the nested futures) until the batch is
     /// done.
-    async fn answer(&mut self, pending: &mut Pending, out: &mut Vec<u8>) {
+    async fn answer(&mut self, pending: &mut Pending<'_>, out: &mut Vec<u8>) {
         let req = match pending {
             Pending::Answered(resp) => return write(std::mem::take(resp), out),
             Pending::Request(req) => req,
@@ -140,7 +141,7 @@ impl<S: SessionStore> Session<'_, S> {
 
     /// The answer to a request the connection answers itself (`auth`, any
     /// request before it, the test hooks), if it is one.
-    fn connection_answer(&mut self, req: &mut Request) -> Option<Response> {
+    fn connection_answer(&mut self, req: &mut Request<'_>) -> Option<Response> {
         match &req.command {
             Command::Auth { token } => {
                 let id = req.id.take();
@@ -219,7 +220,6 @@ where
     // the pages its traffic touched.
     let mut lines = LineBuffer::new(cfg.max_line);
     let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
-    let mut batch: Vec<Pending> = Vec::with_capacity(WINDOW);
     let auth_deadline = tokio::time::sleep(cfg.auth_timeout);
     tokio::pin!(auth_deadline);
     // One wait for shutdown for the whole connection: a new one per read
@@ -254,9 +254,15 @@ where
         // Whether this read's one yield to the other connections was taken
         // before answering (a lone request) rather than before writing.
         let mut yielded = false;
+        // The requests borrow their text from the lines, until the lines
+        // are dropped (and wiped) at the next read.
+        let mut frames = lines.frames();
+        // In place (no allocation per read): at most a window is decoded
+        // at a time.
+        let mut batch: SmallVec<[Pending<'_>; WINDOW]> = SmallVec::new();
         while !session.close {
             while batch.len() < WINDOW
-                && let Some(frame) = lines.next_frame()
+                && let Some(frame) = frames.next()
             {
                 batch.push(session.decode(frame));
             }

@@ -6,7 +6,9 @@ use xems_core::{
     CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, UpdateOutcome,
     Value, ValueForm,
 };
-use xems_protocol::{Command, Encoding, Id, Outcome, Request, Response, RotateSpec, WireMeta, encode_response};
+use xems_protocol::{
+    Command, Encoding, Id, Outcome, Request, Response, RotateSpec, ValueText, WireMeta, encode_response,
+};
 use zeroize::Zeroize;
 
 /// Answers one request from `store`, appending the response line to `out`.
@@ -20,7 +22,7 @@ use zeroize::Zeroize;
 /// built: each is a few hundred bytes, and each move of one into or out of
 /// a nested future was a copy. The caller drops the request (wiping its key
 /// and value) when the batch is done; the response is wiped once written.
-pub async fn handle<S: SessionStore>(store: &S, req: &Request, out: &mut Vec<u8>) {
+pub async fn handle<S: SessionStore>(store: &S, req: &Request<'_>, out: &mut Vec<u8>) {
     let Request { id, verbose, encoding, command, .. } = req;
     let action = command.action();
     if let Err(e) = run(store, command, *verbose, *encoding, id, out).await {
@@ -41,16 +43,16 @@ pub(crate) fn write(mut response: Response, out: &mut Vec<u8>) {
 /// The options of a write of `value` (given in the form the request's
 /// decoder kept it in: see `docs/DESIGN.md`, "Values in their wire form").
 fn create_opts(
-    value: Option<&Value>,
+    value: Option<&ValueText<'_>>,
     ttl: Option<std::time::Duration>,
     abs: Option<std::time::Duration>,
-    subject: &Option<String>,
+    subject: Option<&str>,
 ) -> CreateOptions {
     let mut o = CreateOptions::new();
     o.ttl = ttl;
     o.absolute_ttl = abs;
-    o.subject.clone_from(subject);
-    o.value_form = value.map_or(ValueForm::Raw, Value::form);
+    o.subject = subject.map(str::to_owned);
+    o.value_form = value.map_or(ValueForm::Raw, ValueText::form);
     o
 }
 
@@ -103,7 +105,7 @@ fn resolved(r: Resolved, encoding: Encoding, full: bool) -> Result<Response, Err
 /// error is returned unwritten.
 async fn run<S: SessionStore>(
     store: &S,
-    command: &Command,
+    command: &Command<'_>,
     verbose: bool,
     encoding: Encoding,
     id: &Option<Id>,
@@ -112,9 +114,9 @@ async fn run<S: SessionStore>(
     let mut response = match command {
         Command::Ping => Response::ok().with_data("pong"),
         Command::Set { sandbox, key, value, ttl, absolute_ttl, subject } => {
-            let opts = create_opts(Some(value), *ttl, *absolute_ttl, subject);
+            let opts = create_opts(Some(value), *ttl, *absolute_ttl, subject.as_deref());
             let meta = store.set(sandbox, key.expose(), value.as_bytes(), opts).await?;
-            tracing::trace!(sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
+            tracing::trace!(sandbox = &**sandbox, key_len = key.expose().len(), value_len = value.len(), "set");
             if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
         }
         Command::Get { sandbox, key, rotate, grace, ttl } => {
@@ -142,8 +144,9 @@ async fn run<S: SessionStore>(
             resp
         }
         Command::CreateSession { sandbox, value, ttl, absolute_ttl, subject } => {
-            let created =
-                store.create(sandbox, value.as_bytes(), create_opts(Some(value), *ttl, *absolute_ttl, subject)).await?;
+            let created = store
+                .create(sandbox, value.as_bytes(), create_opts(Some(value), *ttl, *absolute_ttl, subject.as_deref()))
+                .await?;
             Response::ok().with_new_token(created.token.expose()).with_meta(&created.meta)
         }
         Command::Resolve { sandbox, key, rotate, grace, ttl, refresh } => {
@@ -165,8 +168,8 @@ async fn run<S: SessionStore>(
             }
         }
         Command::Migrate { sandbox, key, to, value, ttl, absolute_ttl, subject } => {
-            let opts = create_opts(value.as_ref(), *ttl, *absolute_ttl, subject);
-            match store.migrate(sandbox, key.expose(), to, value.as_ref().map(Value::as_bytes), opts).await? {
+            let opts = create_opts(value.as_ref(), *ttl, *absolute_ttl, subject.as_deref());
+            match store.migrate(sandbox, key.expose(), to, value.as_ref().map(ValueText::as_bytes), opts).await? {
                 Some(c) => Response::ok().with_new_token(c.token.expose()).with_meta(&c.meta),
                 None => Response::not_found(),
             }
