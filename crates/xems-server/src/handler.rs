@@ -269,6 +269,36 @@ mod tests {
         assert_eq!(r.deleted, Some(false));
     }
 
+    /// The bytes of the answer to `line`.
+    async fn answer_line(store: &Engine, line: &str) -> String {
+        let mut out = Vec::new();
+        handle(store, &decode_request(line.as_bytes()).expect("valid request"), &mut out).await;
+        String::from_utf8(out).expect("UTF-8 answers")
+    }
+
+    /// A value comes back spelled as serde_json spells it, whether it was
+    /// sent so (kept in that form and copied) or with other escapes
+    /// (unescaped, then escaped again); `verbose` answers (the serde path)
+    /// agree.
+    #[tokio::test]
+    async fn values_come_back_as_serde_json_writes_them() {
+        xems_testkit::logs::capture();
+        let e = Engine::new();
+        let canonical = r#""{\"a\":\"b\\c\n\t\u0001\u001f é\"}""#;
+        for (sent, back) in [
+            (canonical, canonical),
+            (r#""a\/b\u0041\u00E9\u001F\ud83d\ude00""#, r#""a/bAé\u001f😀""#),
+            (r#""a\/b\"""#, r#""a/b\"""#),
+            (r#""plain""#, r#""plain""#),
+        ] {
+            answer_line(&e, &format!(r#"{{"action":"set","sandbox":"s","key":"k","value":{sent}}}"#)).await;
+            let got = answer_line(&e, r#"{"action":"get","sandbox":"s","key":"k"}"#).await;
+            assert_eq!(got, format!("{{\"status\":\"ok\",\"data\":{back}}}\n"), "sent {sent}");
+            let verbose = ask(&e, r#"{"action":"get","sandbox":"s","key":"k","verbose":true}"#).await;
+            assert_eq!(verbose.data, Some(serde_json::from_str::<String>(back).unwrap()), "sent {sent}");
+        }
+    }
+
     #[tokio::test]
     async fn binary_values_need_base64_to_be_read() {
         xems_testkit::logs::capture();
