@@ -403,6 +403,41 @@ pub trait SessionStore: Send + Sync + 'static {
         opts: ResolveOptions,
     ) -> impl Future<Output = Result<Option<Resolved>>> + Send;
 
+    /// [`resolve`](Self::resolve), with the value appended to `out` instead
+    /// of returned: the result's `value` is empty, in the form of the bytes
+    /// appended. A server writing answers saves the value's allocation and
+    /// a copy (the engine opens the value in place in `out`). On `Ok(None)`
+    /// or an error nothing is appended.
+    ///
+    /// ```
+    /// # async fn demo(store: impl xems_core::SessionStore) -> xems_core::Result<()> {
+    /// use xems_core::{CreateOptions, ResolveOptions};
+    ///
+    /// store.set("s", "k", b"v", CreateOptions::new()).await?;
+    /// let mut out = b"data: ".to_vec();
+    /// let r = store.resolve_into("s", "k", ResolveOptions::new(), &mut out).await?.unwrap();
+    /// assert!(r.value.is_empty());
+    /// assert_eq!(out, b"data: v");
+    /// # Ok(()) }
+    /// ```
+    fn resolve_into(
+        &self,
+        sandbox: &str,
+        token: &str,
+        opts: ResolveOptions,
+        out: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Resolved>>> + Send {
+        async move {
+            let Some(mut r) = self.resolve(sandbox, token, opts).await? else { return Ok(None) };
+            out.extend_from_slice(r.value.as_bytes());
+            r.value = match r.value.form() {
+                ValueForm::Json => Value::json_text(Vec::new()),
+                ValueForm::Raw => Value::default(),
+            };
+            Ok(Some(r))
+        }
+    }
+
     /// Reads a record without rotating or refreshing it.
     fn get(&self, sandbox: &str, key: &str) -> impl Future<Output = Result<Option<Resolved>>> + Send {
         self.resolve(sandbox, key, ResolveOptions::new())

@@ -569,6 +569,23 @@ impl SessionStore for Engine {
         self.durable(|| self.with_core(sandbox, |c| c.resolve(token, &opts))).await
     }
 
+    async fn resolve_into(
+        &self,
+        sandbox: &str,
+        token: &str,
+        opts: ResolveOptions,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Resolved>> {
+        let start = out.len();
+        let found = self.durable(|| self.with_core(sandbox, |c| c.resolve_into(token, &opts, &mut *out))).await;
+        if found.is_err() {
+            // The journal failed after the value was read: take it back.
+            zeroize::Zeroize::zeroize(&mut out[start..]);
+            out.truncate(start);
+        }
+        found
+    }
+
     async fn set(&self, sandbox: &str, key: &str, value: &[u8], opts: CreateOptions) -> Result<SessionMeta> {
         self.durable(|| self.with_core(sandbox, |c| c.set(key, value, &opts))).await
     }

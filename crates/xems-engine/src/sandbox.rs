@@ -17,7 +17,7 @@ use xems_core::{
     route_of, validate_key,
 };
 use xems_locked::Locked;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::persist::{Image, Journal, Ticket};
 use aes::Aes256;
@@ -246,8 +246,19 @@ impl SandboxKeys {
     /// Opens `ciphertext || tag` (the sealed value without its family prefix)
     /// in place, leaving the plaintext.
     pub(crate) fn open_value(&self, family: u64, version: u32, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+        self.open_value_at(family, version, buf, 0)
+    }
+
+    /// [`open_value`](Self::open_value) on `buf[start..]`.
+    pub(crate) fn open_value_at(
+        &self,
+        family: u64,
+        version: u32,
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), OpenError> {
         let (nonce, aad) = self.value_nonce_aad(family, version);
-        let len = self.value.open_in_place(nonce, &aad, buf)?.len();
+        let len = start + self.value.open_in_place(nonce, &aad, &mut buf[start..])?.len();
         buf.truncate(len);
         Ok(())
     }
@@ -614,16 +625,32 @@ impl SandboxCore {
         )
     }
 
-    /// Opens a record read under the lock, in the form the caller can take.
-    fn open(&self, found: Found, want: ValueForm) -> Result<Resolved> {
-        let mut buf = found.sealed;
-        self.keys.open_value(found.meta.family, found.meta.version, &mut buf).map_err(|_| Error::Integrity)?;
-        let value = match found.form {
-            ValueForm::Json if want == ValueForm::Json => Value::json_text(buf),
-            ValueForm::Json => Value::json_text(buf).into_raw()?,
-            ValueForm::Raw => Value::from(buf),
+    /// Opens a record read under the lock, whose ciphertext || tag is
+    /// `out[start..]`, in place: `out[start..]` becomes the value, in the
+    /// form the caller can take, and the result's `value` is empty, in that
+    /// form. On an error `out` is cut back to `start`.
+    fn open_at(&self, found: Found, want: ValueForm, out: &mut Vec<u8>, start: usize) -> Result<Resolved> {
+        let opened = self.keys.open_value_at(found.meta.family, found.meta.version, out, start);
+        let form = match (opened, found.form) {
+            (Err(_), _) => {
+                out.truncate(start);
+                return Err(Error::Integrity);
+            }
+            (Ok(()), ValueForm::Json) if want == ValueForm::Json => ValueForm::Json,
+            (Ok(()), ValueForm::Json) => {
+                let raw = json_text::unescape(&out[start..]);
+                out[start..].zeroize();
+                out.truncate(start);
+                out.extend_from_slice(&raw.ok_or(Error::Integrity)?);
+                ValueForm::Raw
+            }
+            (Ok(()), ValueForm::Raw) => ValueForm::Raw,
         };
-        Ok(Resolved::new(value, found.token, found.outcome, self.meta(found.meta)))
+        let empty = match form {
+            ValueForm::Json => Value::json_text(Vec::new()),
+            ValueForm::Raw => Value::default(),
+        };
+        Ok(Resolved::new(empty, found.token, found.outcome, self.meta(found.meta)))
     }
 
     // ----- operations ------------------------------------------------------
@@ -665,7 +692,13 @@ impl SandboxCore {
         Created::new(token, self.meta(meta))
     }
 
-    pub(crate) fn resolve(&self, token: &str, opts: &ResolveOptions) -> Result<Option<Resolved>> {
+    /// [`resolve`](Self::resolve), the value appended to `out`.
+    pub(crate) fn resolve_into(
+        &self,
+        token: &str,
+        opts: &ResolveOptions,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Resolved>> {
         validate_key(token)?;
         if opts.grace > MAX_GRACE {
             return Err(Error::InvalidArgument(format!(
@@ -680,9 +713,20 @@ impl SandboxCore {
         }
         let addr = self.address(token);
         let mut cx = self.cx();
-        let found = self.shard(addr.route).lock().resolve(&mut cx, &addr, opts);
+        let start = out.len();
+        let found = self.shard(addr.route).lock().resolve(&mut cx, &addr, opts, out);
         self.emit(cx);
-        found.map(|f| self.open(f, opts.value_form)).transpose()
+        found.map(|f| self.open_at(f, opts.value_form, out, start)).transpose()
+    }
+
+    pub(crate) fn resolve(&self, token: &str, opts: &ResolveOptions) -> Result<Option<Resolved>> {
+        let mut buf = Vec::new();
+        let Some(mut r) = self.resolve_into(token, opts, &mut buf)? else { return Ok(None) };
+        r.value = match r.value.form() {
+            ValueForm::Json => Value::json_text(buf),
+            ValueForm::Raw => Value::from(buf),
+        };
+        Ok(Some(r))
     }
 
     pub(crate) fn set(&self, key: &str, value: &[u8], opts: &CreateOptions) -> Result<SessionMeta> {

@@ -178,10 +178,9 @@ pub(crate) struct MetaParts {
     pub(crate) capped: bool,
 }
 
-/// A record read under the lock, to be opened after it is released.
+/// A record read under the lock, to be opened after it is released (its
+/// ciphertext || tag was appended to the caller's buffer).
 pub(crate) struct Found {
-    /// Copy of ciphertext || tag.
-    pub(crate) sealed: Vec<u8>,
     /// The form of the value sealed.
     pub(crate) form: ValueForm,
     pub(crate) meta: MetaParts,
@@ -406,15 +405,18 @@ impl Shard {
         }
     }
 
-    fn found(&self, slot: u32, token: Option<Token>, outcome: ResolveOutcome, capped: bool) -> Found {
+    /// The record at `slot`, its ciphertext || tag appended to `into`.
+    fn found(
+        &self,
+        slot: u32,
+        token: Option<Token>,
+        outcome: ResolveOutcome,
+        capped: bool,
+        into: &mut Vec<u8>,
+    ) -> Found {
         let r = self.records.get(slot).expect("found a live record");
-        Found {
-            sealed: r.sealed[FAMILY_PREFIX..].to_vec(),
-            form: r.form(),
-            meta: self.meta(slot, capped),
-            token,
-            outcome,
-        }
+        into.extend_from_slice(&r.sealed[FAMILY_PREFIX..]);
+        Found { form: r.form(), meta: self.meta(slot, capped), token, outcome }
     }
 
     fn extra_mut(&mut self, slot: u32) -> &mut Extra {
@@ -643,7 +645,15 @@ impl Shard {
 
     // ----- operations ------------------------------------------------------
 
-    pub(crate) fn resolve(&mut self, cx: &mut Cx<'_>, addr: &Address, opts: &ResolveOptions) -> Option<Found> {
+    /// Resolves `addr`; a record found has its ciphertext || tag appended
+    /// to `into`.
+    pub(crate) fn resolve(
+        &mut self,
+        cx: &mut Cx<'_>,
+        addr: &Address,
+        opts: &ResolveOptions,
+        into: &mut Vec<u8>,
+    ) -> Option<Found> {
         let now = cx.now;
         match self.locate(cx, addr) {
             Addr::Missing => None,
@@ -658,7 +668,7 @@ impl Shard {
                 self.counters.add(EventKind::Resolved, 1);
                 self.counters.add(EventKind::GraceHit, 1);
                 cx.raise(EventKind::GraceHit, Some(addr.fp), "");
-                Some(self.found(slot, token, ResolveOutcome::Grace, capped))
+                Some(self.found(slot, token, ResolveOutcome::Grace, capped, into))
             }
             Addr::Live(slot) => {
                 let born = self.records.get(slot).expect("live").token_born;
@@ -682,7 +692,7 @@ impl Shard {
                 let capped = self.refresh(cx, slot, opts.refresh);
                 self.counters.add(EventKind::Resolved, 1);
                 cx.raise(EventKind::Resolved, Some(addr.fp), "");
-                Some(self.found(slot, token, outcome, capped))
+                Some(self.found(slot, token, outcome, capped, into))
             }
         }
     }

@@ -28,7 +28,7 @@ mod wipe;
 pub use codec::{DEFAULT_MAX_LINE, Frame, Frames, LineBuffer};
 pub use error::{DecodeError, RequestError};
 pub use request::{Command, Encoding, Id, Request, RotateSpec, decode_request};
-pub use response::{Outcome, Response, Status, WireMeta, encode_response};
+pub use response::{DataAnswer, Outcome, Response, Status, WireMeta, encode_response};
 pub use text::{Secret, ValueText};
 
 /// Every action name the protocol knows, in documentation order.

@@ -293,21 +293,9 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
     else {
         return false;
     };
-    let start = out.len();
-    out.push(b'{');
-    if let Some(id) = id {
-        // Rare, and serde_json writes an id as it would anyway.
-        out.extend_from_slice(b"\"id\":");
-        if serde_json::to_writer(&mut *out, id).is_err() {
-            out.truncate(start);
-            return false;
-        }
-        out.push(b',');
+    if !write_head(id.as_ref(), *status, out) {
+        return false;
     }
-    out.extend_from_slice(match status {
-        Status::Ok => br#""status":"ok""#,
-        Status::Error => br#""status":"error""#,
-    });
     debug_assert!(data.is_none() || data_json.is_none(), "data is set once");
     if let Some(text) = data_json {
         // Already escaped: copied between its quotes.
@@ -325,6 +313,96 @@ fn write_simple(r: &Response, out: &mut Vec<u8>) -> bool {
     }
     out.push(b'}');
     true
+}
+
+/// Writes `{`, the id and the status of a line; `false` (and nothing
+/// written) if the id does not serialize.
+fn write_head(id: Option<&Id>, status: Status, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.push(b'{');
+    if let Some(id) = id {
+        // Rare, and serde_json writes an id as it would anyway.
+        out.extend_from_slice(b"\"id\":");
+        if serde_json::to_writer(&mut *out, id).is_err() {
+            out.truncate(start);
+            return false;
+        }
+        out.push(b',');
+    }
+    out.extend_from_slice(match status {
+        Status::Ok => br#""status":"ok""#,
+        Status::Error => br#""status":"error""#,
+    });
+    true
+}
+
+/// An `ok` line whose `data` is written in place, for a server that has a
+/// store append the value straight into its output (`SessionStore::
+/// resolve_into`): [`begin`](Self::begin) writes the line up to the
+/// opening quote of `data`, the value's JSON form is appended, and
+/// [`finish`](Self::finish) closes the line. The line is the one
+/// [`encode_response`] writes for the same response.
+///
+/// ```
+/// use xems_protocol::DataAnswer;
+///
+/// let mut out = Vec::new();
+/// let answer = DataAnswer::begin(None, &mut out).unwrap();
+/// out.extend_from_slice(br#"{\"a\":1}"#);
+/// answer.finish(Some("t"), &mut out);
+/// assert_eq!(out, br#"{"status":"ok","data":"{\"a\":1}","new_token":"t"}"#.iter().chain(b"\n").copied().collect::<Vec<u8>>());
+/// ```
+#[derive(Debug)]
+#[must_use = "an answer begun is finished or cancelled"]
+pub struct DataAnswer {
+    start: usize,
+    data_at: usize,
+}
+
+impl DataAnswer {
+    /// Writes the line up to the opening quote of `data`. `None` (nothing
+    /// written) if the id does not serialize.
+    pub fn begin(id: Option<&Id>, out: &mut Vec<u8>) -> Option<DataAnswer> {
+        let start = out.len();
+        if !write_head(id, Status::Ok, out) {
+            return None;
+        }
+        out.extend_from_slice(b",\"data\":\"");
+        Some(DataAnswer { start, data_at: out.len() })
+    }
+
+    /// Escapes what was appended since [`begin`](Self::begin) (raw bytes:
+    /// a value its store kept raw) into its JSON form. `false`, and nothing
+    /// changed, if those bytes are not UTF-8 text.
+    pub fn escape_appended(&self, out: &mut Vec<u8>) -> bool {
+        if std::str::from_utf8(&out[self.data_at..]).is_err() {
+            return false;
+        }
+        let raw = zeroize::Zeroizing::new(out.split_off(self.data_at));
+        // `write_str` writes the quotes too: the opening one is ours, the
+        // closing one `finish`'s.
+        out.pop();
+        crate::json::write_str(out, &raw);
+        out.pop();
+        true
+    }
+
+    /// Closes `data`, adds `new_token` if there is one, and ends the line.
+    pub fn finish(self, new_token: Option<&str>, out: &mut Vec<u8>) {
+        out.push(b'"');
+        if let Some(token) = new_token {
+            out.extend_from_slice(b",\"new_token\":");
+            crate::json::write_str(out, token.as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// Takes the line back: what was written since [`begin`](Self::begin)
+    /// is wiped and removed.
+    pub fn cancel(self, out: &mut Vec<u8>) {
+        out[self.start..].zeroize();
+        out.truncate(self.start);
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +467,45 @@ mod tests {
             }
             prop_assert_eq!(line(&json), line(&text));
         }
+    }
+
+    proptest! {
+        /// A line written in place is the line `encode_response` writes,
+        /// with the data appended in its JSON form or raw then escaped.
+        #[test]
+        fn a_data_answer_writes_what_encode_response_writes(
+            data in dense_text(),
+            token in proptest::option::of(dense_text()),
+            id in proptest::option::of(prop_oneof![any::<u64>().prop_map(Id::Unsigned), dense_text().prop_map(Id::Str)]),
+            raw in any::<bool>(),
+            before in "[a-z]{0,5}",
+        ) {
+            let mut out = before.as_bytes().to_vec();
+            let answer = DataAnswer::begin(id.as_ref(), &mut out).unwrap();
+            if raw {
+                out.extend_from_slice(data.as_bytes());
+                prop_assert!(answer.escape_appended(&mut out));
+            } else {
+                let quoted = serde_json::to_string(&data).unwrap();
+                out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
+            }
+            answer.finish(token.as_deref(), &mut out);
+            let mut expected = before.as_bytes().to_vec();
+            let mut r = Response::ok().with_data(data).with_id(id);
+            r.new_token = token;
+            encode_response(&r, &mut expected);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_data_answer_refuses_bytes_that_are_not_text_and_cancels() {
+        let mut out = b"kept".to_vec();
+        let answer = DataAnswer::begin(None, &mut out).unwrap();
+        out.extend_from_slice(&[0xff, 0x00]);
+        assert!(!answer.escape_appended(&mut out));
+        answer.cancel(&mut out);
+        assert_eq!(out, b"kept");
     }
 
     #[test]

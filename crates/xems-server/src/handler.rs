@@ -3,11 +3,11 @@
 use base64::Engine as _;
 use xems_core::json_text::raw_bytes;
 use xems_core::{
-    CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, UpdateOutcome,
-    Value, ValueForm,
+    CreateOptions, DEFAULT_GRACE, Error, Refresh, ResolveOptions, Resolved, Rotation, SessionStore, Token,
+    UpdateOutcome, Value, ValueForm,
 };
 use xems_protocol::{
-    Command, Encoding, Id, Outcome, Request, Response, RotateSpec, ValueText, WireMeta, encode_response,
+    Command, DataAnswer, Encoding, Id, Outcome, Request, Response, RotateSpec, ValueText, WireMeta, encode_response,
 };
 use zeroize::Zeroize;
 
@@ -56,6 +56,41 @@ fn create_opts(
     o
 }
 
+/// Finishes (or takes back) an answer whose value `resolve_into` appended
+/// to `out`; a store error is returned for `handle` to write.
+fn answered_in_place(
+    found: Result<Option<Resolved>, Error>,
+    answer: DataAnswer,
+    id: &Option<Id>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    match found {
+        Err(e) => {
+            answer.cancel(out);
+            Err(e)
+        }
+        Ok(None) => {
+            answer.cancel(out);
+            write(Response::not_found().with_id(id.clone()), out);
+            Ok(())
+        }
+        Ok(Some(r)) if r.value.form() == ValueForm::Raw && !answer.escape_appended(out) => {
+            answer.cancel(out);
+            write(not_utf8().with_id(id.clone()), out);
+            Ok(())
+        }
+        Ok(Some(r)) => {
+            answer.finish(r.token.as_ref().map(Token::expose), out);
+            Ok(())
+        }
+    }
+}
+
+/// The answer to a UTF-8 read of a value that is not UTF-8.
+fn not_utf8() -> Response {
+    Response::error("not_utf8", "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"")
+}
+
 /// How every read asks for its value: in its JSON form when the store kept
 /// it so, since that is how it goes out.
 fn read_opts() -> ResolveOptions {
@@ -71,12 +106,7 @@ fn with_value(value: Value, encoding: Encoding) -> Result<Response, Error> {
         (Encoding::Utf8, ValueForm::Json) => Response::ok().with_data_json(value.into_vec()),
         (Encoding::Utf8, ValueForm::Raw) => match value.into_string() {
             Ok(text) => Response::ok().with_data(text),
-            Err(_) => {
-                return Ok(Response::error(
-                    "not_utf8",
-                    "the stored value is not UTF-8 text; ask again with \"encoding\":\"base64\"",
-                ));
-            }
+            Err(_) => return Ok(not_utf8()),
         },
         (Encoding::Base64, _) => {
             Response::ok().with_data(base64::engine::general_purpose::STANDARD.encode(value.into_raw()?.as_bytes()))
@@ -120,17 +150,24 @@ async fn run<S: SessionStore>(
             if verbose { Response::ok().with_meta(&meta) } else { Response::ok() }
         }
         Command::Get { sandbox, key, rotate, grace, ttl } => {
-            let found = if *rotate {
-                let mut opts = read_opts().with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
+            // `get` is a resolve with the default options, or rotating.
+            let mut opts = read_opts();
+            if *rotate {
+                opts = opts.with_rotation(Rotation::Always).with_grace(grace.unwrap_or(DEFAULT_GRACE));
                 if let Some(ttl) = *ttl {
                     opts = opts.with_refresh(Refresh::To(ttl));
                 }
-                store.resolve(sandbox, key.expose(), opts).await?
-            } else {
-                // `get` is a resolve with the default options.
-                store.resolve(sandbox, key.expose(), read_opts()).await?
-            };
-            match found {
+            }
+            // The host's shape (no extension fields): the value is opened
+            // straight into the answer.
+            if !verbose
+                && encoding == Encoding::Utf8
+                && let Some(answer) = DataAnswer::begin(id.as_ref(), out)
+            {
+                let found = store.resolve_into(sandbox, key.expose(), opts, out).await;
+                return answered_in_place(found, answer, id, out);
+            }
+            match store.resolve(sandbox, key.expose(), opts).await? {
                 Some(r) => resolved(r, encoding, verbose)?,
                 None => Response::not_found(),
             }

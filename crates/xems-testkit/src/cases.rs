@@ -655,6 +655,42 @@ pub async fn values_in_their_json_form<B: Backend>() {
     assert!(e.to_string().contains("1025"), "the raw size is reported: {e}");
 }
 
+/// `resolve_into` appends what `resolve` returns, in the same form, and
+/// nothing on a miss; a rotation through it rotates as `resolve` does.
+pub async fn resolve_into_appends_the_value<B: Backend>() {
+    let h = start::<B>().await;
+    let s = h.store();
+    let text = serde_json::to_string(std::str::from_utf8(USER_42).unwrap()).unwrap();
+    let json = &text.as_bytes()[1..text.len() - 1];
+    s.set("active", "k", json, CreateOptions::new().with_value_form(ValueForm::Json)).await.unwrap();
+    s.set("active", "raw", V, CreateOptions::new()).await.unwrap();
+    for (key, form) in [("k", ValueForm::Json), ("k", ValueForm::Raw), ("raw", ValueForm::Json)] {
+        let opts = ResolveOptions::new().with_value_form(form);
+        let whole = resolve(s, "active", key, opts).await.expect("live");
+        let mut out = b"before|".to_vec();
+        let r = s.resolve_into("active", key, opts, &mut out).await.unwrap().expect("live");
+        assert!(r.value.is_empty(), "the value went to out");
+        assert_eq!(r.value.form(), whole.value.form(), "{key} {form:?}: same form");
+        assert_eq!(&out[..7], b"before|", "appended, not overwritten");
+        assert_eq!(&out[7..], whole.value.as_bytes(), "{key} {form:?}: same bytes");
+        assert_eq!((r.meta.id, r.meta.version), (whole.meta.id, whole.meta.version));
+    }
+    let mut out = b"x".to_vec();
+    assert!(s.resolve_into("active", "absent", ResolveOptions::new(), &mut out).await.unwrap().is_none());
+    assert_eq!(out, b"x", "nothing appended on a miss");
+
+    let token = new_token(s, "active", USER_7, CreateOptions::new()).await;
+    let mut out = Vec::new();
+    let r = s.resolve_into("active", &token, rotating(SEC), &mut out).await.unwrap().expect("live");
+    assert_eq!((r.outcome, out.as_slice()), (ResolveOutcome::Rotated, USER_7));
+    let next = r.token.expect("a successor").expose().to_owned();
+    let mut out = Vec::new();
+    let r = s.resolve_into("active", &token, rotating(SEC), &mut out).await.unwrap().expect("in grace");
+    assert_eq!(r.outcome, ResolveOutcome::Grace);
+    assert_eq!(r.token.map(|t| t.expose().to_owned()), Some(next), "a grace hit names the successor");
+    assert_eq!(out, USER_7);
+}
+
 /// Expired records are never returned and their memory is reclaimed.
 pub async fn expired_records_are_reclaimed<B: Backend>() {
     let h = start::<B>().await;

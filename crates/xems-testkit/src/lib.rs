@@ -152,6 +152,7 @@ macro_rules! conformance_suite {
             flooding_one_sandbox_spares_the_others,
             oversized_values_are_refused,
             values_in_their_json_form,
+            resolve_into_appends_the_value,
             expired_records_are_reclaimed,
         );
     };
