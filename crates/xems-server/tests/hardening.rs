@@ -26,21 +26,33 @@ fn server_uid() -> u32 {
     if me == 0 { NOBODY } else { me }
 }
 
-/// The binary, copied where `nobody` can run it (the build directory may sit
-/// under a home directory only root can enter, as `/root` is).
-fn bin() -> &'static str {
-    static COPY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
-    let (_, path) = COPY.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = dir.path().join("xems");
-        std::fs::copy(BIN, &path).expect("copy the xems binary");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = path.to_str().unwrap().to_owned();
-        (dir, path)
-    });
-    path
+/// A copy of the binary where `nobody` can run it (the build directory may
+/// sit under a home directory only root can enter, as `/root` is), removed
+/// when the last test using it drops it.
+struct Copied {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+/// The copy, shared by the tests that run at the same time. Not a plain
+/// static: a static is never dropped, and each run of this file left its
+/// copy (~130 MiB of debug binary) behind in the temporary directory.
+fn bin() -> std::sync::Arc<Copied> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Mutex, Weak};
+    static COPY: Mutex<Weak<Copied>> = Mutex::new(Weak::new());
+    let mut shared = COPY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(copy) = shared.upgrade() {
+        return copy;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("xems");
+    std::fs::copy(BIN, &path).expect("copy the xems binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = Arc::new(Copied { path: path.to_str().unwrap().to_owned(), _dir: dir });
+    *shared = Arc::downgrade(&copy);
+    copy
 }
 
 fn command(program: &str) -> Command {
@@ -77,8 +89,9 @@ fn assert_hardened(pid: u32) {
 
 #[test]
 fn stdio_sidecar_is_not_dumpable() {
+    let bin = bin();
     let mut child = xems_testkit::logs::child(
-        command(bin()).env("XEMS_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()),
+        command(&bin.path).env("XEMS_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()),
         "sidecar",
     )
     .spawn()
@@ -105,8 +118,9 @@ impl Drop for Serve {
 
 #[test]
 fn serve_is_not_dumpable() {
+    let bin = bin();
     let mut child = xems_testkit::logs::traced(
-        command(bin())
+        command(&bin.path)
             .args(["serve", "--listen", "tcp://127.0.0.1:0"])
             .env("XEMS_AUTH_TOKEN", common::TOKEN)
             .env("XEMS_LOG", "info")
@@ -142,9 +156,10 @@ fn serve_is_not_dumpable() {
 /// serves, and says so once on stderr.
 #[test]
 fn unlockable_keys_warn_once_and_keep_working() {
+    let bin = bin();
     let mut child = xems_testkit::logs::traced(
         command("prlimit")
-            .args(["--memlock=0:0", "--", bin()])
+            .args(["--memlock=0:0", "--", &bin.path])
             .env("XEMS_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
