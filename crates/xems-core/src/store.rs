@@ -430,10 +430,7 @@ pub trait SessionStore: Send + Sync + 'static {
         async move {
             let Some(mut r) = self.resolve(sandbox, token, opts).await? else { return Ok(None) };
             out.extend_from_slice(r.value.as_bytes());
-            r.value = match r.value.form() {
-                ValueForm::Json => Value::json_text(Vec::new()),
-                ValueForm::Raw => Value::default(),
-            };
+            r.value = Value::in_form(Vec::new(), r.value.form());
             Ok(Some(r))
         }
     }

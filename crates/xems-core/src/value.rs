@@ -73,6 +73,18 @@ impl Value {
         Value(text, ValueForm::Json)
     }
 
+    /// A value of `bytes` in `form`.
+    ///
+    /// ```
+    /// use xems_core::{Value, ValueForm};
+    ///
+    /// assert_eq!(Value::in_form(b"v".to_vec(), ValueForm::Raw), Value::from(b"v".to_vec()));
+    /// assert!(Value::in_form(Vec::new(), ValueForm::Json).is_empty());
+    /// ```
+    pub fn in_form(bytes: Vec<u8>, form: ValueForm) -> Self {
+        Value(bytes, form)
+    }
+
     /// The form the bytes are in (raw unless a reader asked for the JSON
     /// form and the store kept the value so).
     pub fn form(&self) -> ValueForm {

@@ -646,11 +646,7 @@ impl SandboxCore {
             }
             (Ok(()), ValueForm::Raw) => ValueForm::Raw,
         };
-        let empty = match form {
-            ValueForm::Json => Value::json_text(Vec::new()),
-            ValueForm::Raw => Value::default(),
-        };
-        Ok(Resolved::new(empty, found.token, found.outcome, self.meta(found.meta)))
+        Ok(Resolved::new(Value::in_form(Vec::new(), form), found.token, found.outcome, self.meta(found.meta)))
     }
 
     // ----- operations ------------------------------------------------------
@@ -722,10 +718,7 @@ impl SandboxCore {
     pub(crate) fn resolve(&self, token: &str, opts: &ResolveOptions) -> Result<Option<Resolved>> {
         let mut buf = Vec::new();
         let Some(mut r) = self.resolve_into(token, opts, &mut buf)? else { return Ok(None) };
-        r.value = match r.value.form() {
-            ValueForm::Json => Value::json_text(buf),
-            ValueForm::Raw => Value::from(buf),
-        };
+        r.value = Value::in_form(buf, r.value.form());
         Ok(Some(r))
     }
 
@@ -1245,5 +1238,26 @@ mod tests {
         assert_eq!(a.session_id(1), a.session_id(1));
         assert_ne!(a.session_id(1), a.session_id(2));
         assert_ne!(a.session_id(1), keys("b", &secret).session_id(1));
+    }
+}
+
+#[cfg(test)]
+mod json_form_tests {
+    use xems_core::{CreateOptions, ValueForm};
+
+    use crate::Engine;
+
+    /// Snapshots hold raw bytes: a record kept in the JSON form (an engine
+    /// without a journal) is read back into bytes in its image.
+    #[test]
+    fn images_hold_the_raw_bytes_of_json_form_records() {
+        xems_testkit::logs::capture();
+        let e = Engine::builder().sweep_interval(None).build().unwrap();
+        let s = e.sandbox("s").unwrap();
+        s.set("k", br#"{\"a\":\"b\\c\n\u0001\"}"#, CreateOptions::new().with_value_form(ValueForm::Json)).unwrap();
+        let images = e.images();
+        assert_eq!(images.len(), 1);
+        assert_eq!(&images[0].value[..], b"{\"a\":\"b\\c\n\x01\"}");
+        assert_eq!(s.get("k").unwrap().unwrap().value.as_bytes(), b"{\"a\":\"b\\c\n\x01\"}");
     }
 }

@@ -282,26 +282,23 @@ fn plain_text16(bytes: &[u8], at: usize) -> bool {
 }
 
 /// The length of the escape at `bytes[i]` (a backslash) when it is the one
-/// `serde_json` writes for its character: `\"`, `\\`, `\b`, `\f`, `\n`,
-/// `\r`, `\t`, or `\u00xx` in lowercase hex for another control byte.
+/// [`write_str`] writes for its character (`put_escaped` is the
+/// definition: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, `\u00xx` in lowercase
+/// hex for the other control bytes).
 fn canonical_escape(bytes: &[u8], i: usize) -> Option<usize> {
-    match *bytes.get(i + 1)? {
-        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+    let byte = match *bytes.get(i + 1)? {
         b'u' => {
-            let hex = bytes.get(i + 2..i + 6)?;
-            let digit = |d: u8| match d {
-                b'0'..=b'9' => Some(d - b'0'),
-                b'a'..=b'f' => Some(d - b'a' + 10),
-                _ => None,
-            };
-            if hex[..2] != *b"00" {
-                return None;
-            }
-            let byte = digit(hex[2])? << 4 | digit(hex[3])?;
-            (byte < 0x20 && ESCAPE[usize::from(byte)] == b'u').then_some(6)
+            let hex = std::str::from_utf8(bytes.get(i + 2..i + 6)?).ok()?;
+            u8::try_from(u32::from_str_radix(hex, 16).ok()?).ok()?
         }
-        _ => None,
+        letter => unescaped(letter)?,
+    };
+    if ESCAPE[usize::from(byte)] == 0 {
+        return None;
     }
+    let mut canonical = [0u8; 6];
+    let len = put_escaped(&mut canonical, byte);
+    (bytes.get(i..i + len)? == &canonical[..len]).then_some(len)
 }
 
 /// The most an escaped string's first buffer holds beyond what precedes

@@ -131,10 +131,7 @@ impl<'a> ValueText<'a> {
 
     /// An owned copy, wiped on drop.
     pub fn to_value(&self) -> Value {
-        match self.form {
-            ValueForm::Raw => Value::from(self.as_bytes().to_vec()),
-            ValueForm::Json => Value::json_text(self.as_bytes().to_vec()),
-        }
+        Value::in_form(self.as_bytes().to_vec(), self.form)
     }
 }
 
